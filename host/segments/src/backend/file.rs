@@ -1,0 +1,82 @@
+//! Plain files in a directory, mapped shared: inspectable with ordinary tools, and usable on
+//! hugetlbfs or any other file system that supports shared mappings.
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::posix::list_dir;
+use super::{Backend, CreateOptions, Mapping};
+use crate::AccessMode;
+
+/// Objects are files in `dir`; two processes share a memory when they use the same directory.
+#[derive(Debug, Clone)]
+pub struct FileBacked {
+    dir: PathBuf,
+}
+
+impl FileBacked {
+    /// Uses `dir`, which must exist.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Backend for FileBacked {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    fn max_name_len(&self) -> usize {
+        255
+    }
+
+    fn create(&self, name: &str, size: usize, options: &CreateOptions) -> io::Result<Mapping> {
+        let path = self.dir.join(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(options.permissions)
+            .open(&path)?;
+        let sized = file
+            .set_permissions(Permissions::from_mode(options.permissions))
+            .and_then(|()| file.set_len(size as u64))
+            .and_then(|()| Mapping::map_file(file, size, AccessMode::ReadWrite, options.prefault));
+        if sized.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        sized
+    }
+
+    fn open(&self, name: &str, access: AccessMode) -> io::Result<Mapping> {
+        let file: File = OpenOptions::new()
+            .read(true)
+            .write(access == AccessMode::ReadWrite)
+            .open(self.dir.join(name))?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "object too large"))?;
+        Mapping::map_file(file, len, access, false)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<bool> {
+        match std::fs::remove_file(self.dir.join(name)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn exists(&self, name: &str) -> io::Result<bool> {
+        self.dir.join(name).try_exists()
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        list_dir(&self.dir)
+    }
+}

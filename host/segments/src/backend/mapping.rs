@@ -1,0 +1,159 @@
+//! A mapped object: an address range plus whatever keeps it alive.
+
+use std::fs::File;
+use std::io;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use super::process_local::HeapRegion;
+use crate::AccessMode;
+
+enum Keep {
+    Mmap {
+        _map: MmapRaw,
+        file: File,
+    },
+    Heap {
+        region: Arc<HeapRegion>,
+        holds_lock: AtomicBool,
+    },
+}
+
+/// A mapped memory object. Unmapped (or released) on drop; the OS object itself is not removed.
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    writable: bool,
+    keep: Keep,
+}
+
+// SAFETY: a Mapping is an address range of shared memory plus owned handles (MmapRaw, File,
+// Arc); none is tied to a thread. Concurrent access to the bytes is governed by the callers,
+// which only use atomics or raw-pointer copies on it.
+unsafe impl Send for Mapping {}
+// SAFETY: see Send; &Mapping only hands out the address and length.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps all `len` bytes of `file` shared.
+    pub(crate) fn map_file(
+        file: File,
+        len: usize,
+        access: AccessMode,
+        prefault: bool,
+    ) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "object has no size yet",
+            ));
+        }
+        let mut options = MmapOptions::new();
+        options.len(len);
+        if prefault {
+            options.populate();
+        }
+        let map = match access {
+            AccessMode::Read => options.map_raw_read_only(&file)?,
+            AccessMode::ReadWrite => options.map_raw(&file)?,
+        };
+        let ptr = NonNull::new(map.as_mut_ptr())
+            .ok_or_else(|| io::Error::other("mmap returned a null address"))?;
+        Ok(Self {
+            ptr,
+            len,
+            writable: access == AccessMode::ReadWrite,
+            keep: Keep::Mmap { _map: map, file },
+        })
+    }
+
+    pub(crate) fn heap(region: Arc<HeapRegion>, access: AccessMode) -> Self {
+        Self {
+            ptr: region.ptr(),
+            len: region.len(),
+            writable: access == AccessMode::ReadWrite,
+            keep: Keep::Heap {
+                region,
+                holds_lock: AtomicBool::new(false),
+            },
+        }
+    }
+
+    /// Start address of the mapping (page aligned).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Takes the exclusive advisory lock on the underlying object without blocking. The owner
+    /// holds it for its lifetime, so "lock taken" means "owner alive" even after pid reuse.
+    /// Returns `Ok(false)` when another handle holds it.
+    pub fn try_lock_exclusive(&self) -> io::Result<bool> {
+        match &self.keep {
+            Keep::Mmap { file, .. } => match file.try_lock() {
+                Ok(()) => Ok(true),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+                Err(std::fs::TryLockError::Error(e)) => Err(e),
+            },
+            Keep::Heap { region, holds_lock } => {
+                if holds_lock.load(Ordering::Acquire) {
+                    return Ok(true);
+                }
+                let taken = region.try_lock();
+                holds_lock.store(taken, Ordering::Release);
+                Ok(taken)
+            }
+        }
+    }
+
+    /// Whether some other handle holds the exclusive lock (the owner is alive).
+    pub fn is_locked_by_other(&self) -> io::Result<bool> {
+        match &self.keep {
+            Keep::Mmap { file, .. } => match file.try_lock_shared() {
+                Ok(()) => {
+                    file.unlock()?;
+                    Ok(false)
+                }
+                Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+                Err(std::fs::TryLockError::Error(e)) => Err(e),
+            },
+            Keep::Heap { region, holds_lock } => {
+                Ok(region.is_locked() && !holds_lock.load(Ordering::Acquire))
+            }
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if let Keep::Heap { region, holds_lock } = &self.keep
+            && holds_lock.load(Ordering::Acquire)
+        {
+            region.unlock();
+        }
+    }
+}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapping")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .field("writable", &self.writable)
+            .finish()
+    }
+}

@@ -1,0 +1,98 @@
+//! POSIX shared memory: `shm_open` objects under `/dev/shm`.
+
+use std::fs::{File, Permissions};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::mman::{shm_open, shm_unlink};
+use nix::sys::stat::Mode;
+
+use super::{Backend, CreateOptions, Mapping};
+use crate::AccessMode;
+
+/// The default backend: POSIX shared memory objects, visible to every process of the user.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PosixShm;
+
+/// Where Linux exposes the shm namespace; only `list` needs it.
+const SHM_DIR: &str = "/dev/shm";
+
+fn os_name(name: &str) -> String {
+    format!("/{name}")
+}
+
+impl Backend for PosixShm {
+    fn kind(&self) -> &'static str {
+        "posix"
+    }
+
+    fn max_name_len(&self) -> usize {
+        // NAME_MAX of the tmpfs that backs the namespace.
+        255
+    }
+
+    fn create(&self, name: &str, size: usize, options: &CreateOptions) -> io::Result<Mapping> {
+        let path = os_name(name);
+        let mode = Mode::from_bits_truncate(options.permissions as nix::libc::mode_t);
+        let fd = shm_open(
+            path.as_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
+            mode,
+        )?;
+        let file = File::from(fd);
+        let sized = file
+            .set_permissions(Permissions::from_mode(options.permissions))
+            .and_then(|()| file.set_len(size as u64))
+            .and_then(|()| Mapping::map_file(file, size, AccessMode::ReadWrite, options.prefault));
+        if sized.is_err() {
+            let _ = shm_unlink(path.as_str());
+        }
+        sized
+    }
+
+    fn open(&self, name: &str, access: AccessMode) -> io::Result<Mapping> {
+        let flags = match access {
+            AccessMode::Read => OFlag::O_RDONLY,
+            AccessMode::ReadWrite => OFlag::O_RDWR,
+        };
+        let fd = shm_open(os_name(name).as_str(), flags, Mode::empty())?;
+        let file = File::from(fd);
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "object too large"))?;
+        Mapping::map_file(file, len, access, false)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<bool> {
+        match shm_unlink(os_name(name).as_str()) {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn exists(&self, name: &str) -> io::Result<bool> {
+        match shm_open(os_name(name).as_str(), OFlag::O_RDONLY, Mode::empty()) {
+            Ok(_) | Err(Errno::EACCES) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        list_dir(std::path::Path::new(SHM_DIR))
+    }
+}
+
+pub(super) fn list_dir(dir: &std::path::Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        // Entries vanish while we iterate when other processes remove objects.
+        let Ok(entry) = entry else { continue };
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}

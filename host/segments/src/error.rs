@@ -1,0 +1,149 @@
+//! Typed errors of every fallible operation. Unit variants keep them cheap to match and compare.
+
+use thiserror::Error;
+
+/// Why a memory or view could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum CreateError {
+    #[error("a memory with this name already exists")]
+    AlreadyExists,
+    #[error("insufficient permissions to create the shared-memory objects")]
+    InsufficientPermissions,
+    #[error("invalid name: empty, too long for the OS, or containing '/', NUL or '..'")]
+    InvalidName,
+    /// The layout or chunk-count hint is not representable (overflow, alignment above the page
+    /// size, or a first segment larger than the supported maximum).
+    #[error("the chunk layout or chunk count hint is too large or too aligned")]
+    InvalidHint,
+    #[error("the operating system failed to create or map a segment")]
+    InternalError,
+}
+
+/// Why a view could not be opened, or an offset could not be translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum OpenError {
+    #[error("no memory (or segment) with this name exists")]
+    DoesNotExist,
+    #[error("insufficient permissions to open the shared-memory objects")]
+    InsufficientPermissions,
+    #[error("the owner has not finished initialising the memory")]
+    InitializationNotYetFinalized,
+    #[error("invalid name: empty, too long for the OS, or containing '/', NUL or '..'")]
+    InvalidName,
+    #[error("the management header was written by an incompatible version of resmem")]
+    IncompatibleVersion,
+    #[error("the management header or a segment is corrupted or inconsistent")]
+    Corrupted,
+    /// The offset lies outside the payload of its segment, or its segment is not alive.
+    #[error("the offset does not point into a live segment's payload")]
+    InvalidOffset,
+    /// The owner released the segment and created a new one under the same id while this view
+    /// still has offsets of the old one registered.
+    #[error("the segment id was reused while offsets of its previous segment are still registered")]
+    SegmentReplaced,
+    #[error("the operating system failed to open or map a segment")]
+    InternalError,
+}
+
+/// Why an allocation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum AllocError {
+    /// No chunk is free and the strategy (or the system) does not allow a new segment.
+    #[error("out of memory")]
+    OutOfMemory,
+    /// A new segment is needed but all 256 segment ids are alive.
+    #[error("a new segment is needed but the maximum of 256 live segments is reached")]
+    MaxReallocationsReached,
+    #[error("the requested alignment exceeds the page size")]
+    ExceedsMaxSupportedAlignment,
+    #[error("the requested size is larger than a segment can be")]
+    SizeTooLarge,
+}
+
+/// Why a grow failed; the old chunk stays valid and untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum GrowError {
+    #[error("the new layout is smaller than the old one")]
+    GrowWouldShrink,
+    #[error("out of memory")]
+    OutOfMemory,
+    #[error("a new segment is needed but the maximum of 256 live segments is reached")]
+    MaxReallocationsReached,
+    #[error("the requested alignment exceeds the page size")]
+    ExceedsMaxSupportedAlignment,
+    #[error("the requested size is larger than a segment can be")]
+    SizeTooLarge,
+    #[error("the offset is not an allocated chunk of this memory")]
+    InvalidOffset,
+}
+
+impl From<AllocError> for GrowError {
+    fn from(e: AllocError) -> Self {
+        match e {
+            AllocError::OutOfMemory => Self::OutOfMemory,
+            AllocError::MaxReallocationsReached => Self::MaxReallocationsReached,
+            AllocError::ExceedsMaxSupportedAlignment => Self::ExceedsMaxSupportedAlignment,
+            AllocError::SizeTooLarge => Self::SizeTooLarge,
+        }
+    }
+}
+
+/// Why a checked deallocation was refused; nothing was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DeallocError {
+    #[error("the offset is not a chunk of a live segment of this memory")]
+    InvalidOffset,
+    #[error("the chunk is not allocated (double free)")]
+    NotAllocated,
+}
+
+/// Why `list`, `exists` or `remove` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ManageError {
+    #[error("invalid name: empty, too long for the OS, or containing '/', NUL or '..'")]
+    InvalidName,
+    #[error("insufficient permissions")]
+    InsufficientPermissions,
+    #[error("the operating system failed to list or remove shared-memory objects")]
+    InternalError,
+}
+
+/// Why a name is invalid, for callers (CLI, host) that want to tell the user precisely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum NameError {
+    #[error("the name is empty")]
+    Empty,
+    #[error("the OS name would be {len} bytes, more than the {max} the backend allows")]
+    TooLong { len: usize, max: usize },
+    #[error("the name contains '/'")]
+    ContainsSlash,
+    #[error("the name contains a NUL byte")]
+    ContainsNul,
+    #[error("the name contains '..'")]
+    ContainsDotDot,
+}
+
+impl From<NameError> for CreateError {
+    fn from(_: NameError) -> Self {
+        Self::InvalidName
+    }
+}
+
+impl From<NameError> for OpenError {
+    fn from(_: NameError) -> Self {
+        Self::InvalidName
+    }
+}
+
+impl From<NameError> for ManageError {
+    fn from(_: NameError) -> Self {
+        Self::InvalidName
+    }
+}
+
+pub(crate) fn manage_error(e: &std::io::Error) -> ManageError {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ManageError::InsufficientPermissions,
+        _ => ManageError::InternalError,
+    }
+}

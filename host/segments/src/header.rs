@@ -1,0 +1,322 @@
+//! The management segment's header and the trailer at the end of every data segment.
+//!
+//! Everything here lives in shared memory that any process with write access can scribble
+//! over, so every field is an atomic (no torn reads are UB) and every value read from it is
+//! validated before use. The owner only ever *writes* the header: its own decisions come from
+//! private state, so a hostile peer can mislead views and tools, never the owner.
+
+use std::mem::size_of;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::allocator::{AllocatorKind, MAX_SEGMENT_SIZE, SegmentLayout};
+use crate::{AllocationStrategy, OpenError, SegmentId};
+
+/// `RESMEM` + "MG".
+pub const MAGIC: u64 = u64::from_le_bytes(*b"RESMEMMG");
+/// `RESMEM` + "SG".
+pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"RESMEMSG");
+/// Bumped on every incompatible change of these structures.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Number of segment ids.
+pub const MAX_SEGMENTS: usize = 256;
+
+/// Written last by the owner: an arbitrary, unlikely pattern so that garbage does not look
+/// ready. `0` means "still initialising".
+const READY: u32 = 0x5EAD_1E55;
+
+const SLOT_FREE: u32 = 0;
+const SLOT_LIVE: u32 = 1;
+
+/// One data segment as the owner last published it.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct SlotRecord {
+    state: AtomicU32,
+    _reserved: AtomicU32,
+    /// Creation number of the segment occupying the slot; unique over the memory's life.
+    sequence: AtomicU64,
+    payload_size: AtomicU64,
+    chunk_size: AtomicU64,
+    chunk_align: AtomicU64,
+    chunks: AtomicU64,
+    chunks_in_use: AtomicU64,
+}
+
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct MgmtHeader {
+    magic: AtomicU64,
+    version: AtomicU32,
+    header_size: AtomicU32,
+    state: AtomicU32,
+    owner_pid: AtomicU32,
+    allocator: AtomicU32,
+    strategy: AtomicU32,
+    max_segments: AtomicU32,
+    current_segment: AtomicU32,
+    /// FNV-1a over the immutable fields above.
+    checksum: AtomicU64,
+    slots: [SlotRecord; MAX_SEGMENTS],
+}
+
+/// Bytes of the management segment.
+pub const MGMT_SIZE: usize = size_of::<MgmtHeader>();
+
+/// Immutable facts about a memory, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderInfo {
+    pub owner_pid: u32,
+    pub allocator: AllocatorKind,
+    pub strategy: AllocationStrategy,
+    pub current_segment: SegmentId,
+}
+
+/// A data segment as published in the header, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub sequence: u64,
+    pub layout: SegmentLayout,
+    pub chunks_in_use: u64,
+}
+
+fn fnv1a(words: &[u64]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    for word in words {
+        for byte in word.to_le_bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+impl MgmtHeader {
+    /// Interprets the start of a mapping as the header.
+    ///
+    /// # Safety
+    /// `ptr` must be 64-byte aligned, valid for `MGMT_SIZE` bytes and stay mapped for `'a`.
+    pub unsafe fn from_ptr<'a>(ptr: *const u8) -> &'a Self {
+        // SAFETY: alignment and size are the caller's promise; every field is an atomic or an
+        // array of atomics, for which any bit pattern is valid, so foreign writes are no UB.
+        unsafe { &*(ptr as *const Self) }
+    }
+
+    fn immutable_words(&self) -> [u64; 4] {
+        [
+            self.magic.load(Ordering::Relaxed),
+            (u64::from(self.version.load(Ordering::Relaxed)) << 32)
+                | u64::from(self.header_size.load(Ordering::Relaxed)),
+            (u64::from(self.owner_pid.load(Ordering::Relaxed)) << 32)
+                | u64::from(self.max_segments.load(Ordering::Relaxed)),
+            (u64::from(self.allocator.load(Ordering::Relaxed)) << 32)
+                | u64::from(self.strategy.load(Ordering::Relaxed)),
+        ]
+    }
+
+    /// Writes the immutable part; the memory is not yet visible as ready.
+    pub fn init(&self, owner_pid: u32, allocator: AllocatorKind, strategy: AllocationStrategy) {
+        self.state.store(0, Ordering::Relaxed);
+        self.magic.store(MAGIC, Ordering::Relaxed);
+        self.version.store(LAYOUT_VERSION, Ordering::Relaxed);
+        self.header_size.store(MGMT_SIZE as u32, Ordering::Relaxed);
+        self.owner_pid.store(owner_pid, Ordering::Relaxed);
+        self.allocator.store(allocator.to_raw(), Ordering::Relaxed);
+        self.strategy.store(strategy.to_raw(), Ordering::Relaxed);
+        self.max_segments
+            .store(MAX_SEGMENTS as u32, Ordering::Relaxed);
+        self.checksum
+            .store(fnv1a(&self.immutable_words()), Ordering::Relaxed);
+    }
+
+    /// Publishes the header: views may use the memory from now on.
+    pub fn set_ready(&self) {
+        self.state.store(READY, Ordering::Release);
+    }
+
+    pub fn set_current(&self, id: SegmentId) {
+        self.current_segment
+            .store(u32::from(id.value()), Ordering::Release);
+    }
+
+    pub fn slot(&self, id: SegmentId) -> &SlotRecord {
+        &self.slots[id.index()]
+    }
+
+    /// Reads and validates the immutable part and the current segment.
+    pub fn validate(&self, mapped_len: usize) -> Result<HeaderInfo, OpenError> {
+        if mapped_len < MGMT_SIZE {
+            // The header is written into a mapping of full size; a shorter object was
+            // truncated or written by someone else.
+            return Err(if mapped_len == 0 {
+                OpenError::InitializationNotYetFinalized
+            } else {
+                OpenError::Corrupted
+            });
+        }
+        match self.state.load(Ordering::Acquire) {
+            READY => {}
+            0 => return Err(OpenError::InitializationNotYetFinalized),
+            _ => return Err(OpenError::Corrupted),
+        }
+        if self.magic.load(Ordering::Relaxed) != MAGIC {
+            return Err(OpenError::Corrupted);
+        }
+        if self.version.load(Ordering::Relaxed) != LAYOUT_VERSION {
+            return Err(OpenError::IncompatibleVersion);
+        }
+        if self.header_size.load(Ordering::Relaxed) as usize != MGMT_SIZE
+            || self.max_segments.load(Ordering::Relaxed) as usize != MAX_SEGMENTS
+            || self.checksum.load(Ordering::Relaxed) != fnv1a(&self.immutable_words())
+        {
+            return Err(OpenError::Corrupted);
+        }
+        let allocator = AllocatorKind::from_raw(self.allocator.load(Ordering::Relaxed))
+            .ok_or(OpenError::Corrupted)?;
+        let strategy = AllocationStrategy::from_raw(self.strategy.load(Ordering::Relaxed))
+            .ok_or(OpenError::Corrupted)?;
+        let current = u8::try_from(self.current_segment.load(Ordering::Acquire))
+            .map_err(|_| OpenError::Corrupted)?;
+        let current_segment = SegmentId::new(current);
+        self.slot(current_segment)
+            .read()
+            .ok_or(OpenError::Corrupted)?;
+        Ok(HeaderInfo {
+            owner_pid: self.owner_pid.load(Ordering::Relaxed),
+            allocator,
+            strategy,
+            current_segment,
+        })
+    }
+}
+
+impl SlotRecord {
+    pub fn publish(&self, sequence: u64, layout: &SegmentLayout) {
+        self.sequence.store(sequence, Ordering::Relaxed);
+        self.payload_size
+            .store(layout.payload_size as u64, Ordering::Relaxed);
+        self.chunk_size
+            .store(layout.chunk_size as u64, Ordering::Relaxed);
+        self.chunk_align
+            .store(layout.chunk_align as u64, Ordering::Relaxed);
+        self.chunks.store(layout.chunks as u64, Ordering::Relaxed);
+        self.chunks_in_use.store(0, Ordering::Relaxed);
+        self.state.store(SLOT_LIVE, Ordering::Release);
+    }
+
+    pub fn clear(&self) {
+        self.state.store(SLOT_FREE, Ordering::Release);
+    }
+
+    /// Informational; views and tools never rely on it.
+    pub fn set_chunks_in_use(&self, n: usize) {
+        self.chunks_in_use.store(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn sequence(&self) -> u64 {
+        self.sequence.load(Ordering::Acquire)
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.state.load(Ordering::Acquire) == SLOT_LIVE
+    }
+
+    /// The published segment, or `None` when the slot is free or holds impossible values.
+    pub fn read(&self) -> Option<SlotInfo> {
+        if self.state.load(Ordering::Acquire) != SLOT_LIVE {
+            return None;
+        }
+        let to_usize = |v: &AtomicU64| usize::try_from(v.load(Ordering::Relaxed)).ok();
+        let payload_size = to_usize(&self.payload_size)?;
+        let chunk_size = to_usize(&self.chunk_size)?;
+        let chunk_align = to_usize(&self.chunk_align)?;
+        let chunks = to_usize(&self.chunks)?;
+        if payload_size == 0
+            || payload_size > MAX_SEGMENT_SIZE
+            || chunk_size == 0
+            || chunk_size > payload_size
+            || !chunk_align.is_power_of_two()
+        {
+            return None;
+        }
+        Some(SlotInfo {
+            sequence: self.sequence.load(Ordering::Relaxed),
+            layout: SegmentLayout {
+                chunk_size,
+                chunk_align,
+                chunks,
+                payload_size,
+            },
+            chunks_in_use: self.chunks_in_use.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Written at the end of each data segment so that a process mapping it can verify that
+/// the object it opened is the one the header describes (ids are reused).
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct SegmentTrailer {
+    magic: AtomicU64,
+    sequence: AtomicU64,
+    payload_size: AtomicU64,
+    segment_id: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+pub const TRAILER_SIZE: usize = size_of::<SegmentTrailer>();
+
+/// Where the trailer starts and how large the whole object is, for a payload size.
+pub fn segment_geometry(payload_size: usize, page: usize) -> Option<(usize, usize)> {
+    let trailer_at = payload_size.checked_next_multiple_of(TRAILER_SIZE)?;
+    let total = trailer_at
+        .checked_add(TRAILER_SIZE)?
+        .checked_next_multiple_of(page)?;
+    Some((trailer_at, total))
+}
+
+impl SegmentTrailer {
+    /// # Safety
+    /// `ptr` must be 64-byte aligned, valid for `TRAILER_SIZE` bytes and mapped for `'a`.
+    pub unsafe fn from_ptr<'a>(ptr: *const u8) -> &'a Self {
+        // SAFETY: the caller's promise; all fields are atomics, valid for any bit pattern.
+        unsafe { &*(ptr as *const Self) }
+    }
+
+    pub fn write(&self, id: SegmentId, sequence: u64, payload_size: usize) {
+        self.sequence.store(sequence, Ordering::Relaxed);
+        self.payload_size
+            .store(payload_size as u64, Ordering::Relaxed);
+        self.segment_id
+            .store(u32::from(id.value()), Ordering::Relaxed);
+        self.magic.store(SEGMENT_MAGIC, Ordering::Release);
+    }
+
+    /// Whether the trailer says this is segment `id` of creation `sequence`.
+    pub fn matches(&self, id: SegmentId, sequence: u64, payload_size: usize) -> bool {
+        self.magic.load(Ordering::Acquire) == SEGMENT_MAGIC
+            && self.sequence.load(Ordering::Relaxed) == sequence
+            && self.payload_size.load(Ordering::Relaxed) == payload_size as u64
+            && self.segment_id.load(Ordering::Relaxed) == u32::from(id.value())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_stable() {
+        assert_eq!(size_of::<SlotRecord>(), 64);
+        assert_eq!(TRAILER_SIZE, 64);
+        assert_eq!(MGMT_SIZE, 64 + 256 * 64);
+    }
+
+    #[test]
+    fn geometry_leaves_room_for_the_trailer() {
+        assert_eq!(segment_geometry(1, 4096), Some((64, 4096)));
+        assert_eq!(segment_geometry(4096, 4096), Some((4096, 8192)));
+        assert_eq!(segment_geometry(4033, 4096), Some((4096, 8192)));
+        assert_eq!(segment_geometry(4032, 4096), Some((4032, 4096)));
+        assert_eq!(segment_geometry(usize::MAX, 4096), None);
+    }
+}

@@ -1,0 +1,121 @@
+//! # resmem: resizable shared memory
+//!
+//! One process, the **owner** ([`Memory`]), creates a named memory and allocates chunks from
+//! it. Chunks come from the *current* data segment; when a chunk does not fit (no bucket left,
+//! too large, too aligned) the owner creates a new, larger segment, sized by the
+//! [`AllocationStrategy`], and makes it current. Older segments stay mapped while they hold
+//! chunks and are removed with their last one.
+//!
+//! Every chunk has a [`PointerOffset`]: segment id and offset packed into a `u64` that means
+//! the same in every process. **Peers** ([`View`]) open the memory by name and map a segment
+//! the first time they see an offset into it.
+//!
+//! ```text
+//!  <prefix><name>__mgmt<suffix>   management segment: versioned, validated header
+//!  <prefix><name>__0<suffix>      data segment 0     (payload | trailer)
+//!  <prefix><name>__1<suffix>      data segment 1, created when 0 could not serve a request
+//! ```
+//!
+//! Where the objects live is a [`Backend`](backend::Backend) (POSIX shm by default, a
+//! directory, or the process heap); how a segment's payload is carved is a
+//! [`ChunkAllocator`](allocator::ChunkAllocator) (pool of buckets by default, or bump).
+//! Both [`Memory`] and [`View`] are `Send + Sync`.
+//!
+//! ```
+//! use std::alloc::Layout;
+//! use resmem::{AccessMode, Config, Memory, View};
+//!
+//! let config = Config::default().prefix(&format!("doc{}_", std::process::id()));
+//! let memory = Memory::builder("frames")
+//!     .config(&config)
+//!     .max_chunk_layout_hint(Layout::new::<u64>())
+//!     .max_number_of_chunks_hint(2)
+//!     .create()?;
+//! let chunk = memory.allocate(Layout::new::<u64>())?;
+//! // SAFETY: the chunk is 8 bytes, aligned for u64, and ours.
+//! unsafe { (chunk.data_ptr as *mut u64).write(42) };
+//!
+//! // Any process: open by name and translate the offset it was sent.
+//! let view = View::builder("frames").config(&config).open(AccessMode::Read)?;
+//! // SAFETY: unregistered below, after the last read.
+//! let ptr = unsafe { view.register_and_translate_offset(chunk.offset)? };
+//! assert_eq!(unsafe { (ptr as *const u64).read() }, 42);
+//! unsafe { view.unregister_offset(chunk.offset) };
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod allocator;
+pub mod backend;
+mod config;
+mod error;
+pub mod header;
+mod memory;
+mod name;
+mod offset;
+mod slot;
+mod view;
+
+pub use allocator::AllocatorKind;
+pub use backend::{FileBacked, PosixShm, ProcessLocal};
+pub use config::{AccessMode, AllocationStrategy, Config, ContentPlacement};
+pub use error::{
+    AllocError, CreateError, DeallocError, GrowError, ManageError, NameError, OpenError,
+};
+pub use memory::{Memory, MemoryBuilder};
+pub use name::validate as validate_name;
+pub use offset::{PointerOffset, SegmentId, ShmPointer};
+pub use view::{View, ViewBuilder};
+
+use error::manage_error;
+
+/// Names of all memories under `config` (those whose management segment exists), sorted.
+pub fn list(config: &Config) -> Result<Vec<String>, ManageError> {
+    let objects = config.get_backend().list().map_err(|e| manage_error(&e))?;
+    let mut names: Vec<String> = objects
+        .iter()
+        .filter_map(|os| name::parse_mgmt(os, config))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Whether a memory called `name` exists under `config`.
+pub fn exists(name: &str, config: &Config) -> Result<bool, ManageError> {
+    name::validate(name, config)?;
+    config
+        .get_backend()
+        .exists(&name::mgmt_name(name, config))
+        .map_err(|e| manage_error(&e))
+}
+
+/// Removes every OS object of the memory `name` (management segment and any data segment,
+/// whichever still exist). Returns whether anything was removed.
+///
+/// # Safety
+/// A live owner of that memory keeps working on its mappings but can no longer be opened by
+/// new views, and its later segments collide with nothing; views of it fail to map segments.
+/// Call this for memories whose owner is gone.
+pub unsafe fn remove(name: &str, config: &Config) -> Result<bool, ManageError> {
+    name::validate(name, config)?;
+    let backend = config.get_backend();
+    let targets: Vec<String> = match backend.list() {
+        Ok(objects) => objects
+            .into_iter()
+            .filter(|os| {
+                name::parse_mgmt(os, config) == Some(name)
+                    || name::parse_segment(os, config).is_some_and(|(n, _)| n == name)
+            })
+            .collect(),
+        // Without a listing, try every name the memory can have.
+        Err(_) => std::iter::once(name::mgmt_name(name, config))
+            .chain((0..=u8::MAX).map(|id| name::segment_name(name, SegmentId::new(id), config)))
+            .collect(),
+    };
+    let mut removed = false;
+    for target in targets {
+        removed |= backend.remove(&target).map_err(|e| manage_error(&e))?;
+    }
+    Ok(removed)
+}

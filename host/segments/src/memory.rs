@@ -1,0 +1,511 @@
+//! The owner side: creates the memory, allocates chunks, grows into new segments and removes
+//! everything when dropped.
+
+use std::alloc::Layout;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use crate::allocator::{AllocatorKind, ChunkAllocator, SegmentLayout, check_request};
+use crate::backend::{CreateOptions, Mapping, page_size};
+use crate::header::{
+    MAX_SEGMENTS, MGMT_SIZE, MgmtHeader, SegmentTrailer, SlotRecord, segment_geometry,
+};
+use crate::slot::SlotCell;
+use crate::{
+    AllocError, AllocationStrategy, Config, ContentPlacement, CreateError, DeallocError, GrowError,
+    PointerOffset, SegmentId, ShmPointer, name,
+};
+
+/// How often an allocation may lose the race for freshly created chunks to other threads
+/// before it reports `OutOfMemory` instead of growing yet again.
+const MAX_GROW_ATTEMPTS: usize = 64;
+
+/// Configures and creates a [`Memory`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `create` is called"]
+pub struct MemoryBuilder {
+    name: String,
+    config: Config,
+    chunk_layout: Layout,
+    chunks: usize,
+    strategy: AllocationStrategy,
+    allocator: AllocatorKind,
+}
+
+impl MemoryBuilder {
+    pub fn config(mut self, config: &Config) -> Self {
+        self.config = config.clone();
+        self
+    }
+
+    /// The largest chunk expected; sizes the buckets of segment 0. Default: 1 byte.
+    pub fn max_chunk_layout_hint(mut self, layout: Layout) -> Self {
+        self.chunk_layout = layout;
+        self
+    }
+
+    /// How many chunks are expected at once; sizes segment 0. Default: 1.
+    pub fn max_number_of_chunks_hint(mut self, chunks: usize) -> Self {
+        self.chunks = chunks;
+        self
+    }
+
+    pub fn allocation_strategy(mut self, strategy: AllocationStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// The allocator of every segment. Default: [`AllocatorKind::Pool`].
+    pub fn allocator(mut self, allocator: AllocatorKind) -> Self {
+        self.allocator = allocator;
+        self
+    }
+
+    /// Creates the management segment and segment 0. Fails with `AlreadyExists` if the name is
+    /// taken (also by a crashed owner's leftovers: `remove` them first).
+    pub fn create(self) -> Result<Memory, CreateError> {
+        name::validate(&self.name, &self.config)?;
+        let layout = self
+            .allocator
+            .initial_layout(self.chunk_layout, self.chunks)
+            .map_err(|_| CreateError::InvalidHint)?;
+        let page = page_size();
+        let mgmt_size = MGMT_SIZE.next_multiple_of(page);
+        let backend = self.config.get_backend();
+        let mgmt = backend
+            .create(
+                &name::mgmt_name(&self.name, &self.config),
+                mgmt_size,
+                &create_options(&self.config),
+            )
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => CreateError::AlreadyExists,
+                std::io::ErrorKind::PermissionDenied => CreateError::InsufficientPermissions,
+                _ => CreateError::InternalError,
+            })?;
+        let memory = Memory {
+            name: self.name,
+            config: self.config,
+            mgmt,
+            slots: (0..MAX_SEGMENTS).map(|_| SlotCell::default()).collect(),
+            current: AtomicU32::new(0),
+            grow: Mutex::new(GrowState {
+                next_sequence: 1,
+                newest: SegmentId::new(0),
+            }),
+            strategy: self.strategy,
+            allocator: self.allocator,
+            abandoned: false,
+        };
+        // From here on, dropping `memory` removes whatever was created.
+        if !memory
+            .mgmt
+            .try_lock_exclusive()
+            .map_err(|_| CreateError::InternalError)?
+        {
+            return Err(CreateError::InternalError);
+        }
+        let header = memory.header();
+        header.init(std::process::id(), memory.allocator, memory.strategy);
+        let id = SegmentId::new(0);
+        let segment = memory.create_segment(id, 0, layout).map_err(|e| match e {
+            AllocError::SizeTooLarge | AllocError::ExceedsMaxSupportedAlignment => {
+                CreateError::InvalidHint
+            }
+            _ => CreateError::InternalError,
+        })?;
+        if memory.slots[0].install(segment, false, 0).is_err() {
+            return Err(CreateError::InternalError);
+        }
+        header.slot(id).publish(0, &layout);
+        header.set_current(id);
+        header.set_ready();
+        Ok(memory)
+    }
+}
+
+fn create_options(config: &Config) -> CreateOptions {
+    CreateOptions {
+        permissions: config.get_permissions(),
+        prefault: config.get_prefault(),
+    }
+}
+
+/// One data segment as the owner sees it.
+#[derive(Debug)]
+struct OwnerSegment {
+    id: SegmentId,
+    mapping: Mapping,
+    allocator: Box<dyn ChunkAllocator>,
+    os_name: String,
+}
+
+#[derive(Debug)]
+struct GrowState {
+    next_sequence: u64,
+    newest: SegmentId,
+}
+
+/// The owner of a resizable shared memory.
+///
+/// Allocation is lock-free on the current segment; creating a new segment takes a mutex.
+/// Chunks in older segments stay valid; an older segment is unmapped and unlinked as soon as
+/// its last chunk is returned. Dropping the owner removes every OS object of the memory.
+#[derive(Debug)]
+pub struct Memory {
+    name: String,
+    config: Config,
+    mgmt: Mapping,
+    slots: Box<[SlotCell<OwnerSegment>]>,
+    /// Id of the segment new chunks come from; always a live slot.
+    current: AtomicU32,
+    grow: Mutex<GrowState>,
+    strategy: AllocationStrategy,
+    allocator: AllocatorKind,
+    abandoned: bool,
+}
+
+impl Memory {
+    pub fn builder(name: &str) -> MemoryBuilder {
+        MemoryBuilder {
+            name: name.to_owned(),
+            config: Config::default(),
+            chunk_layout: Layout::new::<u8>(),
+            chunks: 1,
+            strategy: AllocationStrategy::default(),
+            allocator: AllocatorKind::default(),
+        }
+    }
+
+    /// How many segments can be alive at once (ids `0..=255`).
+    pub const fn max_number_of_reallocations() -> usize {
+        MAX_SEGMENTS
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn allocation_strategy(&self) -> AllocationStrategy {
+        self.strategy
+    }
+
+    pub fn allocator_kind(&self) -> AllocatorKind {
+        self.allocator
+    }
+
+    /// Number of segments currently mapped by the owner.
+    pub fn number_of_active_segments(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_occupied()).count()
+    }
+
+    /// The segment new chunks are taken from.
+    pub fn current_segment(&self) -> SegmentId {
+        SegmentId::new(self.current.load(Ordering::Acquire) as u8)
+    }
+
+    fn header(&self) -> &MgmtHeader {
+        // SAFETY: the mapping is page aligned, at least MGMT_SIZE long (created so) and lives
+        // as long as self.
+        unsafe { MgmtHeader::from_ptr(self.mgmt.as_ptr()) }
+    }
+
+    fn record(&self, id: SegmentId) -> &SlotRecord {
+        self.header().slot(id)
+    }
+
+    /// Allocates a chunk for `layout`, creating a new segment when the current one cannot serve
+    /// it and the strategy allows.
+    pub fn allocate(&self, layout: Layout) -> Result<ShmPointer, AllocError> {
+        check_request(layout)?;
+        let mut attempts = 0;
+        loop {
+            let id = self.current.load(Ordering::Acquire) as usize;
+            let slot = &self.slots[id];
+            if !slot.pin_live() {
+                // A grower just replaced the current segment; read it again.
+                std::hint::spin_loop();
+                continue;
+            }
+            // SAFETY: pinned above.
+            let segment = unsafe { slot.get() };
+            match segment.allocator.allocate(layout) {
+                Ok(offset) => {
+                    // The pin becomes the chunk's reference.
+                    self.record(segment.id)
+                        .set_chunks_in_use(slot.pins() as usize);
+                    return Ok(ShmPointer {
+                        offset: PointerOffset::new(segment.id, offset),
+                        data_ptr: segment.mapping.as_ptr().wrapping_add(offset as usize),
+                    });
+                }
+                Err(_exhausted) => {
+                    let _ = slot.unpin(1, |s| self.release_segment(s));
+                    attempts += 1;
+                    if attempts > MAX_GROW_ATTEMPTS {
+                        return Err(AllocError::OutOfMemory);
+                    }
+                    self.grow_segment(id, layout)?;
+                }
+            }
+        }
+    }
+
+    /// Creates the next segment unless another thread already replaced segment `failed`.
+    fn grow_segment(&self, failed: usize, request: Layout) -> Result<(), AllocError> {
+        let mut grow = self.grow.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.current.load(Ordering::Acquire) as usize != failed {
+            return Ok(());
+        }
+        if self.strategy == AllocationStrategy::Static {
+            return Err(AllocError::OutOfMemory);
+        }
+        let old = &self.slots[failed];
+        // Only growers retire the current segment and we hold the grow lock: it stays live.
+        if !old.pin_live() {
+            return Ok(());
+        }
+        // SAFETY: pinned above.
+        let hint = unsafe { old.get() }
+            .allocator
+            .resize_hint(request, self.strategy);
+        let _ = old.unpin(1, |s| self.release_segment(s));
+        let layout = hint?;
+        let id = self.next_free_id(grow.newest)?;
+        let sequence = grow.next_sequence;
+        let segment = self.create_segment(id, sequence, layout)?;
+        if self.slots[id.index()].install(segment, false, 0).is_err() {
+            // next_free_id only returns free slots and only growers install.
+            return Err(AllocError::OutOfMemory);
+        }
+        grow.next_sequence += 1;
+        grow.newest = id;
+        self.record(id).publish(sequence, &layout);
+        self.header().set_current(id);
+        self.current.store(u32::from(id.value()), Ordering::Release);
+        old.retire(|s| self.release_segment(s));
+        Ok(())
+    }
+
+    /// Round robin from the newest id: the next free one, so freed ids are reused late.
+    fn next_free_id(&self, newest: SegmentId) -> Result<SegmentId, AllocError> {
+        (1..=MAX_SEGMENTS)
+            .map(|step| SegmentId::new(newest.value().wrapping_add(step as u8)))
+            .find(|id| self.slots[id.index()].is_free())
+            .ok_or(AllocError::MaxReallocationsReached)
+    }
+
+    fn create_segment(
+        &self,
+        id: SegmentId,
+        sequence: u64,
+        layout: SegmentLayout,
+    ) -> Result<OwnerSegment, AllocError> {
+        let (trailer_at, total) =
+            segment_geometry(layout.payload_size, page_size()).ok_or(AllocError::SizeTooLarge)?;
+        let allocator = self.allocator.build(layout)?;
+        let os_name = name::segment_name(&self.name, id, &self.config);
+        let backend = self.config.get_backend();
+        let options = create_options(&self.config);
+        let mapping = match backend.create(&os_name, total, &options) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A leftover of a crashed owner: we hold the management segment, so this name
+                // is ours.
+                let _ = backend.remove(&os_name);
+                backend.create(&os_name, total, &options)
+            }
+            other => other,
+        }
+        .map_err(|_| AllocError::OutOfMemory)?;
+        // SAFETY: trailer_at is a multiple of 64 and trailer_at + TRAILER_SIZE <= total, the
+        // mapping's length; the mapping lives in the returned segment.
+        let trailer = unsafe { SegmentTrailer::from_ptr(mapping.as_ptr().add(trailer_at)) };
+        trailer.write(id, sequence, layout.payload_size);
+        Ok(OwnerSegment {
+            id,
+            mapping,
+            allocator,
+            os_name,
+        })
+    }
+
+    /// Unpublishes, unlinks and unmaps a segment whose last chunk is gone.
+    fn release_segment(&self, segment: OwnerSegment) {
+        self.record(segment.id).clear();
+        if !self.abandoned {
+            let _ = self.config.get_backend().remove(&segment.os_name);
+        }
+        drop(segment);
+    }
+
+    /// Returns a chunk.
+    ///
+    /// # Safety
+    /// `offset` must come from [`Memory::allocate`] or [`Memory::grow`] of this memory and not
+    /// have been returned yet; nobody may use the chunk afterwards.
+    pub unsafe fn deallocate(&self, offset: PointerOffset, _layout: Layout) {
+        // SAFETY: forwarded contract.
+        unsafe { self.deallocate_bucket(offset) }
+    }
+
+    /// Returns a chunk without its layout (the pool knows its bucket size).
+    ///
+    /// # Safety
+    /// As for [`Memory::deallocate`].
+    pub unsafe fn deallocate_bucket(&self, offset: PointerOffset) {
+        let slot = &self.slots[offset.segment_id().index()];
+        // The chunk's own reference keeps a correctly used slot alive; this check only turns
+        // misuse of a freed segment into a no-op instead of a crash.
+        if !slot.is_occupied() {
+            return;
+        }
+        // SAFETY: the caller owns a chunk of this slot, which holds a reference.
+        let segment = unsafe { slot.get() };
+        if segment.allocator.deallocate(offset.offset()).is_ok() {
+            let _ = slot.unpin(1, |s| self.release_segment(s));
+            self.record(offset.segment_id())
+                .set_chunks_in_use(slot.pins() as usize);
+        }
+    }
+
+    /// Returns a chunk after checking that it is one: safe to call with any offset, e.g. one
+    /// received from an untrusted party. Nothing changes when it fails.
+    pub fn try_deallocate(&self, offset: PointerOffset) -> Result<(), DeallocError> {
+        let slot = &self.slots[offset.segment_id().index()];
+        if !slot.pin() {
+            return Err(DeallocError::InvalidOffset);
+        }
+        // SAFETY: pinned above.
+        let segment = unsafe { slot.get() };
+        let result = segment.allocator.deallocate(offset.offset());
+        let references = if result.is_ok() { 2 } else { 1 };
+        let _ = slot.unpin(references, |s| self.release_segment(s));
+        self.record(offset.segment_id())
+            .set_chunks_in_use(slot.pins() as usize);
+        result
+    }
+
+    /// Largest chunk segment `id` serves; 0 when that segment is not alive.
+    pub fn bucket_size(&self, id: SegmentId) -> usize {
+        let slot = &self.slots[id.index()];
+        if !slot.pin() {
+            return 0;
+        }
+        // SAFETY: pinned above.
+        let size = unsafe { slot.get() }.allocator.max_chunk_size();
+        let _ = slot.unpin(1, |s| self.release_segment(s));
+        size
+    }
+
+    /// The owner's address of a live chunk, or `None` if `offset` is outside every live
+    /// segment's payload. Says nothing about whether the chunk is allocated.
+    pub fn translate(&self, offset: PointerOffset) -> Option<*mut u8> {
+        let slot = &self.slots[offset.segment_id().index()];
+        if !slot.pin() {
+            return None;
+        }
+        // SAFETY: pinned above.
+        let segment = unsafe { slot.get() };
+        let ptr = (offset.offset() < segment.allocator.layout().payload_size as u64).then(|| {
+            segment
+                .mapping
+                .as_ptr()
+                .wrapping_add(offset.offset() as usize)
+        });
+        let _ = slot.unpin(1, |s| self.release_segment(s));
+        ptr
+    }
+
+    /// Resizes a chunk to `new`: in place when its bucket allows, otherwise into a new chunk
+    /// (possibly in a new segment) with the old bytes copied to the front or the back. On error
+    /// the old chunk is untouched and still allocated.
+    ///
+    /// # Safety
+    /// `offset` must be a chunk of this memory allocated with layout `old` and not returned;
+    /// on success the old offset must no longer be used unless it is returned again.
+    pub unsafe fn grow(
+        &self,
+        offset: PointerOffset,
+        old: Layout,
+        new: Layout,
+        placement: ContentPlacement,
+    ) -> Result<ShmPointer, GrowError> {
+        if new.size() < old.size() {
+            return Err(GrowError::GrowWouldShrink);
+        }
+        check_request(new)?;
+        let slot = &self.slots[offset.segment_id().index()];
+        if !slot.pin() {
+            return Err(GrowError::InvalidOffset);
+        }
+        // SAFETY: pinned above.
+        let segment = unsafe { slot.get() };
+        let payload = segment.allocator.layout().payload_size as u64;
+        let in_bounds = offset
+            .offset()
+            .checked_add(old.size() as u64)
+            .is_some_and(|end| end <= payload);
+        if !in_bounds {
+            let _ = slot.unpin(1, |s| self.release_segment(s));
+            return Err(GrowError::InvalidOffset);
+        }
+        let old_ptr = segment
+            .mapping
+            .as_ptr()
+            .wrapping_add(offset.offset() as usize);
+        let in_place = segment.allocator.grow_in_place(offset.offset(), old, new);
+        // The chunk's own reference keeps the segment (and old_ptr) alive from here on.
+        let _ = slot.unpin(1, |s| self.release_segment(s));
+        if in_place {
+            if placement == ContentPlacement::Back && new.size() > old.size() {
+                // SAFETY: both ranges lie inside the grown chunk, which the caller owns;
+                // `copy` handles the overlap.
+                unsafe {
+                    std::ptr::copy(old_ptr, old_ptr.add(new.size() - old.size()), old.size())
+                };
+            }
+            return Ok(ShmPointer {
+                offset,
+                data_ptr: old_ptr,
+            });
+        }
+        let fresh = self.allocate(new)?;
+        let at = match placement {
+            ContentPlacement::Front => 0,
+            ContentPlacement::Back => new.size() - old.size(),
+        };
+        // SAFETY: the old chunk (old.size() bytes) and the new one (new.size() bytes) are both
+        // owned by the caller and distinct chunks, so they do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(old_ptr, fresh.data_ptr.add(at), old.size()) };
+        // SAFETY: the caller's chunk, now replaced.
+        unsafe { self.deallocate_bucket(offset) };
+        Ok(fresh)
+    }
+
+    /// Leaves every OS object in place, as a crash would; the process's mappings and the
+    /// owner lock are released.
+    pub fn abandon(mut self) {
+        self.abandoned = true;
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        let abandoned = self.abandoned;
+        let backend = self.config.get_backend();
+        for slot in self.slots.iter_mut() {
+            if let Some(segment) = slot.take()
+                && !abandoned
+            {
+                let _ = backend.remove(&segment.os_name);
+            }
+        }
+        if !abandoned {
+            let _ = backend.remove(&name::mgmt_name(&self.name, &self.config));
+        }
+    }
+}

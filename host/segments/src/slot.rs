@@ -1,0 +1,328 @@
+//! A reference-counted cell for one segment, shared by owners and views.
+//!
+//! The state word packs a phase and a reference count. Readers *pin* a slot (count + 1) before
+//! touching its value and unpin afterwards; a chunk (owner) or a registered offset (view) holds
+//! one reference for as long as it lives. The value is only written while the slot is `BUSY`,
+//! which nobody can pin, so pinned readers never race a writer:
+//!
+//! ```text
+//!   FREE --install--> LIVE --retire--> RETIRED --count hits 0--> BUSY --teardown--> FREE
+//!                       \______________ count 0 at retire ______/
+//! ```
+//!
+//! Exactly one thread observes the transition to "retired with count 0" and tears the value
+//! down (unmap, unlink) before the slot becomes `FREE`, so a new segment never reuses a name
+//! that is still being removed.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const PHASE_MASK: u64 = 0b11;
+const FREE: u64 = 0;
+const LIVE: u64 = 1;
+const RETIRED: u64 = 2;
+const BUSY: u64 = 3;
+const ONE: u64 = 1 << 2;
+
+/// Why a release was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotPinned;
+
+pub struct SlotCell<T> {
+    state: AtomicU64,
+    value: UnsafeCell<Option<T>>,
+}
+
+// SAFETY: the value is only written in phase BUSY, which excludes all readers (pinning requires
+// LIVE or RETIRED), and only read by threads holding a pin, so sharing follows T's own Sync.
+unsafe impl<T: Send + Sync> Sync for SlotCell<T> {}
+// SAFETY: moving the cell moves the value; T: Send suffices.
+unsafe impl<T: Send> Send for SlotCell<T> {}
+
+impl<T> std::fmt::Debug for SlotCell<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.state.load(Ordering::Relaxed);
+        let phase = ["free", "live", "retired", "busy"][(s & PHASE_MASK) as usize];
+        write!(f, "SlotCell({phase}, pins: {})", s >> 2)
+    }
+}
+
+impl<T> Default for SlotCell<T> {
+    fn default() -> Self {
+        Self {
+            state: AtomicU64::new(FREE),
+            value: UnsafeCell::new(None),
+        }
+    }
+}
+
+impl<T> SlotCell<T> {
+    /// Pins a live slot, or a retired one that still has references (so cannot vanish).
+    #[inline]
+    pub fn pin(&self) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let pinnable = match s & PHASE_MASK {
+                LIVE => true,
+                RETIRED => s >= ONE,
+                _ => false,
+            };
+            if !pinnable {
+                return false;
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, s + ONE, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(current) => s = current,
+            }
+        }
+    }
+
+    /// Pins only while the slot is the live one (allocation must not enter retired slots).
+    #[inline]
+    pub fn pin_live(&self) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        while s & PHASE_MASK == LIVE {
+            match self
+                .state
+                .compare_exchange_weak(s, s + ONE, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(current) => s = current,
+            }
+        }
+        false
+    }
+
+    /// The value of a pinned slot.
+    ///
+    /// # Safety
+    /// The caller must hold a pin (from `pin`, `pin_live` or `install`) until it stops using
+    /// the returned reference.
+    #[inline]
+    pub unsafe fn get(&self) -> &T {
+        // SAFETY: a pinned slot is LIVE or RETIRED, where the value is Some and not written
+        // (writes happen only in BUSY, which cannot be entered while the count is non-zero).
+        match unsafe { &*self.value.get() } {
+            Some(v) => v,
+            None => unreachable!("a pinned slot always holds a value"),
+        }
+    }
+
+    /// Drops `n` references. When that leaves a retired slot without references, `teardown`
+    /// gets the value and the slot becomes free afterwards. Refuses (changing nothing) to drop
+    /// more references than there are.
+    #[inline]
+    pub fn unpin(&self, n: u64, teardown: impl FnOnce(T)) -> Result<(), NotPinned> {
+        let by = n * ONE;
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let phase = s & PHASE_MASK;
+            if !(phase == LIVE || phase == RETIRED) || s - phase < by {
+                return Err(NotPinned);
+            }
+            let mut next = s - by;
+            let last = next == RETIRED;
+            if last {
+                next = BUSY;
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if last {
+                        self.teardown(teardown);
+                    }
+                    return Ok(());
+                }
+                Err(current) => s = current,
+            }
+        }
+    }
+
+    /// Puts `value` into a free slot as LIVE (or RETIRED) with `pins` references held by the
+    /// caller. Returns the value back if the slot is not free.
+    pub fn install(&self, value: T, retired: bool, pins: u64) -> Result<(), T> {
+        if self
+            .state
+            .compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(value);
+        }
+        // SAFETY: phase BUSY excludes every reader and writer but us.
+        unsafe { *self.value.get() = Some(value) };
+        let phase = if retired { RETIRED } else { LIVE };
+        self.state.store(phase + pins * ONE, Ordering::Release);
+        Ok(())
+    }
+
+    /// Marks a live slot retired; tears it down at once if nothing references it. Returns
+    /// `false` if the slot was not live.
+    pub fn retire(&self, teardown: impl FnOnce(T)) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if s & PHASE_MASK != LIVE {
+                return false;
+            }
+            let unreferenced = s < ONE;
+            let next = if unreferenced {
+                BUSY
+            } else {
+                (s - LIVE) | RETIRED
+            };
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if unreferenced {
+                        self.teardown(teardown);
+                    }
+                    return true;
+                }
+                Err(current) => s = current,
+            }
+        }
+    }
+
+    /// Tears down a live or retired slot that has no references. Returns `false` (changing
+    /// nothing) if it has references or is not occupied.
+    pub fn evict_unreferenced(&self, teardown: impl FnOnce(T)) -> bool {
+        for phase in [LIVE, RETIRED] {
+            if self
+                .state
+                .compare_exchange(phase, BUSY, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.teardown(teardown);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Takes the value regardless of references; for `Drop` of the container, which has
+    /// exclusive access.
+    pub fn take(&mut self) -> Option<T> {
+        *self.state.get_mut() = FREE;
+        self.value.get_mut().take()
+    }
+
+    fn teardown(&self, teardown: impl FnOnce(T)) {
+        // SAFETY: we moved the state to BUSY ourselves, which excludes every other access.
+        let value = unsafe { (*self.value.get()).take() };
+        if let Some(value) = value {
+            teardown(value);
+        }
+        self.state.store(FREE, Ordering::Release);
+    }
+
+    pub fn is_occupied(&self) -> bool {
+        matches!(
+            self.state.load(Ordering::Acquire) & PHASE_MASK,
+            LIVE | RETIRED
+        )
+    }
+
+    pub fn is_free(&self) -> bool {
+        self.state.load(Ordering::Acquire) == FREE
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.state.load(Ordering::Acquire) & PHASE_MASK == BUSY
+    }
+
+    /// References currently held.
+    pub fn pins(&self) -> u64 {
+        self.state.load(Ordering::Acquire) >> 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn lifecycle() {
+        let slot = SlotCell::<u32>::default();
+        assert!(!slot.pin());
+        slot.install(7, false, 0).unwrap();
+        assert_eq!(slot.install(8, false, 0), Err(8));
+        assert!(slot.pin());
+        // SAFETY: pinned above.
+        assert_eq!(unsafe { *slot.get() }, 7);
+        let torn = AtomicUsize::new(0);
+        assert!(slot.retire(|_| unreachable!("still pinned")));
+        assert!(!slot.pin_live());
+        assert!(slot.pin());
+        slot.unpin(1, |_| unreachable!()).unwrap();
+        slot.unpin(1, |v| {
+            torn.store(v as usize, Ordering::Relaxed);
+        })
+        .unwrap();
+        assert_eq!(torn.load(Ordering::Relaxed), 7);
+        assert!(slot.is_free());
+        assert_eq!(slot.unpin(1, |_| {}), Err(NotPinned));
+    }
+
+    #[test]
+    fn retire_without_references_tears_down_at_once() {
+        let slot = SlotCell::<u32>::default();
+        slot.install(1, false, 0).unwrap();
+        let mut torn = None;
+        assert!(slot.retire(|v| torn = Some(v)));
+        assert_eq!(torn, Some(1));
+        assert!(slot.is_free());
+        assert!(!slot.retire(|_| {}));
+    }
+
+    #[test]
+    fn unpin_never_underflows() {
+        let slot = SlotCell::<u32>::default();
+        slot.install(1, false, 2).unwrap();
+        assert_eq!(slot.unpin(3, |_| {}), Err(NotPinned));
+        assert_eq!(slot.pins(), 2);
+        slot.unpin(2, |_| unreachable!("live slots are not torn down"))
+            .unwrap();
+        assert!(slot.is_occupied() && slot.pin_live());
+    }
+
+    #[test]
+    fn exactly_one_teardown_under_contention() {
+        for _ in 0..200 {
+            let slot = Arc::new(SlotCell::<u32>::default());
+            let pins = 64;
+            slot.install(5, false, pins).unwrap();
+            let torn = Arc::new(AtomicUsize::new(0));
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let (slot, torn) = (Arc::clone(&slot), Arc::clone(&torn));
+                    std::thread::spawn(move || {
+                        if t == 0 {
+                            slot.retire(|_| {
+                                torn.fetch_add(1, Ordering::Relaxed);
+                            });
+                        }
+                        for _ in 0..pins / 4 {
+                            slot.unpin(1, |_| {
+                                torn.fetch_add(1, Ordering::Relaxed);
+                            })
+                            .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(torn.load(Ordering::Relaxed), 1);
+            assert!(slot.is_free());
+        }
+    }
+}

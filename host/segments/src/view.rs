@@ -1,0 +1,303 @@
+//! The peer side: opens a memory by name and maps its segments lazily, one per offset's
+//! segment id, on first use.
+
+use std::io::ErrorKind;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::backend::{Mapping, page_size};
+use crate::header::{HeaderInfo, MAX_SEGMENTS, MgmtHeader, SegmentTrailer, segment_geometry};
+use crate::slot::SlotCell;
+use crate::{AccessMode, Config, OpenError, PointerOffset, SegmentId, name};
+
+/// How often a view re-reads a segment whose trailer disagrees with the header before it
+/// calls the memory corrupted (the owner may be replacing the segment right now).
+const REMAP_ATTEMPTS: usize = 3;
+
+/// Configures and opens a [`View`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct ViewBuilder {
+    name: String,
+    config: Config,
+    timeout: Duration,
+}
+
+impl ViewBuilder {
+    pub fn config(mut self, config: &Config) -> Self {
+        self.config = config.clone();
+        self
+    }
+
+    /// How long `open` waits for an owner that is still initialising. Default: zero.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Opens the memory's management segment and validates its header. Data segments are
+    /// mapped later, by `register_and_translate_offset`.
+    pub fn open(self, access: AccessMode) -> Result<View, OpenError> {
+        name::validate(&self.name, &self.config)?;
+        let deadline = Instant::now() + self.timeout;
+        let mgmt_name = name::mgmt_name(&self.name, &self.config);
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let attempt = self
+                .config
+                .get_backend()
+                .open(&mgmt_name, access)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::NotFound => OpenError::DoesNotExist,
+                    ErrorKind::PermissionDenied => OpenError::InsufficientPermissions,
+                    ErrorKind::UnexpectedEof => OpenError::InitializationNotYetFinalized,
+                    _ => OpenError::InternalError,
+                })
+                .and_then(|mgmt| {
+                    // SAFETY: a mapping starts page aligned; `validate` checks its length
+                    // before any field beyond what is mapped is read, and we only read the
+                    // header fields after that check.
+                    let header = unsafe { MgmtHeader::from_ptr(mgmt.as_ptr()) };
+                    let info = if mgmt.len() >= crate::header::MGMT_SIZE {
+                        header.validate(mgmt.len())?
+                    } else {
+                        return Err(OpenError::Corrupted);
+                    };
+                    Ok((mgmt, info))
+                });
+            match attempt {
+                Ok((mgmt, info)) => {
+                    return Ok(View {
+                        name: self.name,
+                        config: self.config,
+                        access,
+                        mgmt,
+                        info,
+                        slots: (0..MAX_SEGMENTS).map(|_| SlotCell::default()).collect(),
+                        newest: Mutex::new(None),
+                    });
+                }
+                Err(OpenError::InitializationNotYetFinalized) if Instant::now() < deadline => {
+                    std::thread::sleep(
+                        pause.min(deadline.saturating_duration_since(Instant::now())),
+                    );
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// One mapped data segment.
+#[derive(Debug)]
+struct ViewSegment {
+    mapping: Mapping,
+    sequence: u64,
+    payload_size: u64,
+}
+
+/// A peer's window onto a memory. Never removes anything.
+///
+/// Registering an offset pins its segment's mapping; a segment is unmapped when its last
+/// registered offset is unregistered and a newer segment has been mapped since.
+#[derive(Debug)]
+pub struct View {
+    name: String,
+    config: Config,
+    access: AccessMode,
+    mgmt: Mapping,
+    info: HeaderInfo,
+    slots: Box<[SlotCell<ViewSegment>]>,
+    /// The most recently created segment this view has mapped: `(id, sequence)`. Also
+    /// serialises mapping.
+    newest: Mutex<Option<(SegmentId, u64)>>,
+}
+
+impl View {
+    pub fn builder(name: &str) -> ViewBuilder {
+        ViewBuilder {
+            name: name.to_owned(),
+            config: Config::default(),
+            timeout: Duration::ZERO,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn access_mode(&self) -> AccessMode {
+        self.access
+    }
+
+    /// Facts about the memory read (and validated) when the view was opened.
+    pub fn header_info(&self) -> HeaderInfo {
+        self.info
+    }
+
+    /// Whether the owner process still holds the memory (its lock), even across pid reuse.
+    pub fn is_owner_alive(&self) -> bool {
+        self.mgmt.is_locked_by_other().unwrap_or(true)
+    }
+
+    fn header(&self) -> &MgmtHeader {
+        // SAFETY: `open` checked that the mapping is at least MGMT_SIZE long; it is page
+        // aligned and lives as long as self.
+        unsafe { MgmtHeader::from_ptr(self.mgmt.as_ptr()) }
+    }
+
+    /// Number of segments this view has mapped.
+    pub fn number_of_active_segments(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_occupied()).count()
+    }
+
+    /// Maps the segment of `offset` if needed, registers the offset and returns its local
+    /// address.
+    ///
+    /// # Safety
+    /// Every successful call must be matched by exactly one [`View::unregister_offset`] with
+    /// the same offset, after the last use of the returned address.
+    pub unsafe fn register_and_translate_offset(
+        &self,
+        offset: PointerOffset,
+    ) -> Result<*const u8, OpenError> {
+        let id = offset.segment_id();
+        let slot = &self.slots[id.index()];
+        if slot.pin() {
+            // SAFETY: pinned above.
+            let segment = unsafe { slot.get() };
+            let record = self.header().slot(id);
+            if segment.sequence == record.sequence() && record.is_live() {
+                return self.translate_pinned(id, segment, offset.offset());
+            }
+            let _ = slot.unpin(1, drop);
+        }
+        self.register_slow(id, offset.offset())
+    }
+
+    fn translate_pinned(
+        &self,
+        id: SegmentId,
+        segment: &ViewSegment,
+        offset: u64,
+    ) -> Result<*const u8, OpenError> {
+        if offset < segment.payload_size {
+            Ok(segment.mapping.as_ptr().wrapping_add(offset as usize) as *const u8)
+        } else {
+            let _ = self.slots[id.index()].unpin(1, drop);
+            Err(OpenError::InvalidOffset)
+        }
+    }
+
+    fn register_slow(&self, id: SegmentId, offset: u64) -> Result<*const u8, OpenError> {
+        let mut newest = self.newest.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = &self.slots[id.index()];
+        let record = self.header().slot(id);
+        let mut attempts = 0;
+        loop {
+            if slot.pin() {
+                // SAFETY: pinned above.
+                let segment = unsafe { slot.get() };
+                if segment.sequence == record.sequence() && record.is_live() {
+                    return self.translate_pinned(id, segment, offset);
+                }
+                // The owner replaced the segment under this id.
+                let only_us = slot.pins() == 1;
+                let _ = slot.unpin(1, drop);
+                if !only_us {
+                    return Err(OpenError::SegmentReplaced);
+                }
+                slot.evict_unreferenced(drop);
+                continue;
+            }
+            if slot.is_busy() {
+                // Another thread is unmapping it after its last unregister.
+                std::thread::yield_now();
+                continue;
+            }
+            if slot.is_occupied() {
+                continue;
+            }
+            let info = record.read().ok_or(OpenError::InvalidOffset)?;
+            if offset >= info.layout.payload_size as u64 {
+                return Err(OpenError::InvalidOffset);
+            }
+            let (trailer_at, total) = segment_geometry(info.layout.payload_size, page_size())
+                .ok_or(OpenError::Corrupted)?;
+            let mapping = self
+                .config
+                .get_backend()
+                .open(
+                    &name::segment_name(&self.name, id, &self.config),
+                    self.access,
+                )
+                .map_err(|e| match e.kind() {
+                    ErrorKind::NotFound => OpenError::DoesNotExist,
+                    ErrorKind::PermissionDenied => OpenError::InsufficientPermissions,
+                    ErrorKind::UnexpectedEof => OpenError::Corrupted,
+                    _ => OpenError::InternalError,
+                })?;
+            let verified = mapping.len() >= total && {
+                // SAFETY: trailer_at is 64-aligned and trailer_at + 64 <= total <= len.
+                let trailer = unsafe { SegmentTrailer::from_ptr(mapping.as_ptr().add(trailer_at)) };
+                trailer.matches(id, info.sequence, info.layout.payload_size)
+            };
+            if !verified {
+                // Either the owner swapped the segment between our header read and the open,
+                // or somebody scribbled over it.
+                attempts += 1;
+                if attempts >= REMAP_ATTEMPTS {
+                    return Err(OpenError::Corrupted);
+                }
+                continue;
+            }
+            let is_newest = newest.is_none_or(|(_, seq)| info.sequence > seq);
+            let segment = ViewSegment {
+                mapping,
+                sequence: info.sequence,
+                payload_size: info.layout.payload_size as u64,
+            };
+            let base = segment.mapping.as_ptr();
+            if slot.install(segment, !is_newest, 1).is_err() {
+                // Only this function installs, under the lock, after seeing the slot free.
+                return Err(OpenError::InternalError);
+            }
+            if is_newest {
+                if let Some((previous, _)) = newest.replace((id, info.sequence))
+                    && previous != id
+                {
+                    self.slots[previous.index()].retire(drop);
+                }
+            }
+            return Ok(base.wrapping_add(offset as usize) as *const u8);
+        }
+    }
+
+    /// Unregisters an offset registered before; unmaps its segment if that was the last
+    /// registration and a newer segment is mapped. Unknown offsets are ignored.
+    ///
+    /// # Safety
+    /// The address returned for `offset` must not be used afterwards (unless it was
+    /// registered more than once).
+    pub unsafe fn unregister_offset(&self, offset: PointerOffset) {
+        let _ = self.slots[offset.segment_id().index()].unpin(1, drop);
+    }
+
+    /// Leaves everything in place (a view never removes anything) and releases its mappings.
+    pub fn abandon(self) {}
+}
+
+impl View {
+    /// The id of the segment the owner currently allocates from, as its header says now.
+    pub fn owner_current_segment(&self) -> Option<SegmentId> {
+        self.header()
+            .validate(self.mgmt.len())
+            .ok()
+            .map(|info| info.current_segment)
+    }
+}

@@ -54,6 +54,9 @@ pub struct MgmtHeader {
     strategy: AtomicU32,
     max_segments: AtomicU32,
     current_segment: AtomicU32,
+    /// Random per memory: tells this memory's segments from those of a later memory that was
+    /// created under the same name after this one was removed.
+    memory_id: AtomicU64,
     /// FNV-1a over the immutable fields above.
     checksum: AtomicU64,
     slots: [SlotRecord; MAX_SEGMENTS],
@@ -65,6 +68,7 @@ pub const MGMT_SIZE: usize = size_of::<MgmtHeader>();
 /// Immutable facts about a memory, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderInfo {
+    pub memory_id: u64,
     pub owner_pid: u32,
     pub allocator: AllocatorKind,
     pub strategy: AllocationStrategy,
@@ -101,9 +105,10 @@ impl MgmtHeader {
         unsafe { &*(ptr as *const Self) }
     }
 
-    fn immutable_words(&self) -> [u64; 4] {
+    fn immutable_words(&self) -> [u64; 5] {
         [
             self.magic.load(Ordering::Relaxed),
+            self.memory_id.load(Ordering::Relaxed),
             (u64::from(self.version.load(Ordering::Relaxed)) << 32)
                 | u64::from(self.header_size.load(Ordering::Relaxed)),
             (u64::from(self.owner_pid.load(Ordering::Relaxed)) << 32)
@@ -114,9 +119,16 @@ impl MgmtHeader {
     }
 
     /// Writes the immutable part; the memory is not yet visible as ready.
-    pub fn init(&self, owner_pid: u32, allocator: AllocatorKind, strategy: AllocationStrategy) {
+    pub fn init(
+        &self,
+        memory_id: u64,
+        owner_pid: u32,
+        allocator: AllocatorKind,
+        strategy: AllocationStrategy,
+    ) {
         self.state.store(0, Ordering::Relaxed);
         self.magic.store(MAGIC, Ordering::Relaxed);
+        self.memory_id.store(memory_id, Ordering::Relaxed);
         self.version.store(LAYOUT_VERSION, Ordering::Relaxed);
         self.header_size.store(MGMT_SIZE as u32, Ordering::Relaxed);
         self.owner_pid.store(owner_pid, Ordering::Relaxed);
@@ -136,6 +148,11 @@ impl MgmtHeader {
     pub fn set_current(&self, id: SegmentId) {
         self.current_segment
             .store(u32::from(id.value()), Ordering::Release);
+    }
+
+    /// The memory id as written, without validation (also before the header is ready).
+    pub fn raw_memory_id(&self) -> u64 {
+        self.memory_id.load(Ordering::Relaxed)
     }
 
     pub fn slot(&self, id: SegmentId) -> &SlotRecord {
@@ -174,18 +191,37 @@ impl MgmtHeader {
             .ok_or(OpenError::Corrupted)?;
         let strategy = AllocationStrategy::from_raw(self.strategy.load(Ordering::Relaxed))
             .ok_or(OpenError::Corrupted)?;
-        let current = u8::try_from(self.current_segment.load(Ordering::Acquire))
-            .map_err(|_| OpenError::Corrupted)?;
-        let current_segment = SegmentId::new(current);
-        self.slot(current_segment)
-            .read()
-            .ok_or(OpenError::Corrupted)?;
+        let current_segment = self.live_current_segment()?;
         Ok(HeaderInfo {
+            memory_id: self.memory_id.load(Ordering::Relaxed),
             owner_pid: self.owner_pid.load(Ordering::Relaxed),
             allocator,
             strategy,
             current_segment,
         })
+    }
+}
+
+impl MgmtHeader {
+    /// The current segment, which must be live. The owner publishes a new current segment
+    /// before it releases the old one, so a reader that saw the old id just before its release
+    /// finds the new one on a second look; only a persistently dead id is corruption.
+    fn live_current_segment(&self) -> Result<SegmentId, OpenError> {
+        const ATTEMPTS: usize = 16;
+        for attempt in 0..ATTEMPTS {
+            let current = u8::try_from(self.current_segment.load(Ordering::Acquire))
+                .map_err(|_| OpenError::Corrupted)?;
+            let id = SegmentId::new(current);
+            if self.slot(id).read().is_some() {
+                return Ok(id);
+            }
+            if attempt > ATTEMPTS / 2 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        Err(OpenError::Corrupted)
     }
 }
 
@@ -257,6 +293,7 @@ impl SlotRecord {
 #[derive(Debug)]
 pub struct SegmentTrailer {
     magic: AtomicU64,
+    memory_id: AtomicU64,
     sequence: AtomicU64,
     payload_size: AtomicU64,
     segment_id: AtomicU32,
@@ -282,7 +319,8 @@ impl SegmentTrailer {
         unsafe { &*(ptr as *const Self) }
     }
 
-    pub fn write(&self, id: SegmentId, sequence: u64, payload_size: usize) {
+    pub fn write(&self, memory_id: u64, id: SegmentId, sequence: u64, payload_size: usize) {
+        self.memory_id.store(memory_id, Ordering::Relaxed);
         self.sequence.store(sequence, Ordering::Relaxed);
         self.payload_size
             .store(payload_size as u64, Ordering::Relaxed);
@@ -291,9 +329,25 @@ impl SegmentTrailer {
         self.magic.store(SEGMENT_MAGIC, Ordering::Release);
     }
 
-    /// Whether the trailer says this is segment `id` of creation `sequence`.
-    pub fn matches(&self, id: SegmentId, sequence: u64, payload_size: usize) -> bool {
+    /// The memory this segment belongs to, as written (0 when the trailer is not valid).
+    pub fn memory_id(&self) -> u64 {
+        if self.magic.load(Ordering::Acquire) == SEGMENT_MAGIC {
+            self.memory_id.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Whether the trailer says this is segment `id` of creation `sequence` of `memory_id`.
+    pub fn matches(
+        &self,
+        memory_id: u64,
+        id: SegmentId,
+        sequence: u64,
+        payload_size: usize,
+    ) -> bool {
         self.magic.load(Ordering::Acquire) == SEGMENT_MAGIC
+            && self.memory_id.load(Ordering::Relaxed) == memory_id
             && self.sequence.load(Ordering::Relaxed) == sequence
             && self.payload_size.load(Ordering::Relaxed) == payload_size as u64
             && self.segment_id.load(Ordering::Relaxed) == u32::from(id.value())

@@ -84,6 +84,7 @@ impl MemoryBuilder {
                 _ => CreateError::InternalError,
             })?;
         let memory = Memory {
+            memory_id: fresh_memory_id(),
             name: self.name,
             config: self.config,
             mgmt,
@@ -106,7 +107,12 @@ impl MemoryBuilder {
             return Err(CreateError::InternalError);
         }
         let header = memory.header();
-        header.init(std::process::id(), memory.allocator, memory.strategy);
+        header.init(
+            memory.memory_id,
+            std::process::id(),
+            memory.allocator,
+            memory.strategy,
+        );
         let id = SegmentId::new(0);
         let segment = memory.create_segment(id, 0, layout).map_err(|e| match e {
             AllocError::SizeTooLarge | AllocError::ExceedsMaxSupportedAlignment => {
@@ -122,6 +128,18 @@ impl MemoryBuilder {
         header.set_ready();
         Ok(memory)
     }
+}
+
+/// A random, non-zero id for a new memory. std's `RandomState` is seeded from the OS's
+/// randomness once per process; mixing in the time and pid separates processes that fork.
+fn fresh_memory_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(now.as_nanos());
+    }
+    hasher.finish().max(1)
 }
 
 fn create_options(config: &Config) -> CreateOptions {
@@ -153,6 +171,7 @@ struct GrowState {
 /// its last chunk is returned. Dropping the owner removes every OS object of the memory.
 #[derive(Debug)]
 pub struct Memory {
+    memory_id: u64,
     name: String,
     config: Config,
     mgmt: Mapping,
@@ -244,7 +263,7 @@ impl Memory {
                     });
                 }
                 Err(_exhausted) => {
-                    let _ = slot.unpin(1, |s| self.release_segment(s));
+                    slot.unpin_held(|s| self.release_segment(s));
                     attempts += 1;
                     if attempts > MAX_GROW_ATTEMPTS {
                         return Err(AllocError::OutOfMemory);
@@ -269,11 +288,13 @@ impl Memory {
         if !old.pin_live() {
             return Ok(());
         }
+        // Our own pin is one of the references; the others are chunks.
+        let in_use = old.pins().saturating_sub(1) as usize;
         // SAFETY: pinned above.
         let hint = unsafe { old.get() }
             .allocator
-            .resize_hint(request, self.strategy);
-        let _ = old.unpin(1, |s| self.release_segment(s));
+            .resize_hint(request, self.strategy, in_use);
+        old.unpin_held(|s| self.release_segment(s));
         let layout = hint?;
         let id = self.next_free_id(grow.newest)?;
         let sequence = grow.next_sequence;
@@ -313,8 +334,11 @@ impl Memory {
         let options = create_options(&self.config);
         let mapping = match backend.create(&os_name, total, &options) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // A leftover of a crashed owner: we hold the management segment, so this name
-                // is ours.
+                // A leftover of an earlier owner of this name: ours to replace, but only while
+                // the name is still ours (`remove` may have handed it to a new memory).
+                if !self.owns_name() {
+                    return Err(AllocError::OutOfMemory);
+                }
                 let _ = backend.remove(&os_name);
                 backend.create(&os_name, total, &options)
             }
@@ -324,7 +348,7 @@ impl Memory {
         // SAFETY: trailer_at is a multiple of 64 and trailer_at + TRAILER_SIZE <= total, the
         // mapping's length; the mapping lives in the returned segment.
         let trailer = unsafe { SegmentTrailer::from_ptr(mapping.as_ptr().add(trailer_at)) };
-        trailer.write(id, sequence, layout.payload_size);
+        trailer.write(self.memory_id, id, sequence, layout.payload_size);
         Ok(OwnerSegment {
             id,
             mapping,
@@ -333,11 +357,50 @@ impl Memory {
         })
     }
 
+    /// Whether the management object under our name is still ours (and not a successor's).
+    fn owns_name(&self) -> bool {
+        let mgmt = self.config.get_backend().open(
+            &name::mgmt_name(&self.name, &self.config),
+            crate::AccessMode::Read,
+        );
+        mgmt.is_ok_and(|mgmt| {
+            mgmt.len() >= MGMT_SIZE && {
+                // SAFETY: page aligned, at least MGMT_SIZE long, alive for this block.
+                let header = unsafe { MgmtHeader::from_ptr(mgmt.as_ptr()) };
+                header.raw_memory_id() == self.memory_id
+            }
+        })
+    }
+
+    /// Unlinks a segment's name unless it now names another memory's segment (after `remove`
+    /// handed the name on); checked through the trailer of the object the name points to.
+    fn unlink_if_ours(&self, segment: &OwnerSegment) {
+        let backend = self.config.get_backend();
+        let Some((trailer_at, total)) =
+            segment_geometry(segment.allocator.layout().payload_size, page_size())
+        else {
+            return;
+        };
+        let ours = backend
+            .open(&segment.os_name, crate::AccessMode::Read)
+            .is_ok_and(|mapping| {
+                mapping.len() >= total && {
+                    // SAFETY: trailer_at is 64-aligned and trailer_at + 64 <= total <= len.
+                    let trailer =
+                        unsafe { SegmentTrailer::from_ptr(mapping.as_ptr().add(trailer_at)) };
+                    trailer.memory_id() == self.memory_id
+                }
+            });
+        if ours {
+            let _ = backend.remove(&segment.os_name);
+        }
+    }
+
     /// Unpublishes, unlinks and unmaps a segment whose last chunk is gone.
     fn release_segment(&self, segment: OwnerSegment) {
         self.record(segment.id).clear();
         if !self.abandoned {
-            let _ = self.config.get_backend().remove(&segment.os_name);
+            self.unlink_if_ours(&segment);
         }
         drop(segment);
     }
@@ -366,7 +429,7 @@ impl Memory {
         // SAFETY: the caller owns a chunk of this slot, which holds a reference.
         let segment = unsafe { slot.get() };
         if segment.allocator.deallocate(offset.offset()).is_ok() {
-            let _ = slot.unpin(1, |s| self.release_segment(s));
+            slot.unpin_held(|s| self.release_segment(s));
             self.record(offset.segment_id())
                 .set_chunks_in_use(slot.pins() as usize);
         }
@@ -495,17 +558,20 @@ impl Memory {
 
 impl Drop for Memory {
     fn drop(&mut self) {
-        let abandoned = self.abandoned;
-        let backend = self.config.get_backend();
-        for slot in self.slots.iter_mut() {
-            if let Some(segment) = slot.take()
-                && !abandoned
-            {
-                let _ = backend.remove(&segment.os_name);
-            }
+        let segments: Vec<OwnerSegment> =
+            self.slots.iter_mut().filter_map(SlotCell::take).collect();
+        if self.abandoned {
+            return;
         }
-        if !abandoned {
-            let _ = backend.remove(&name::mgmt_name(&self.name, &self.config));
+        for segment in &segments {
+            self.unlink_if_ours(segment);
+        }
+        // After `remove` handed the name to a new memory, its management object is not ours.
+        if self.owns_name() {
+            let _ = self
+                .config
+                .get_backend()
+                .remove(&name::mgmt_name(&self.name, &self.config));
         }
     }
 }

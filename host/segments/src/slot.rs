@@ -143,6 +143,24 @@ impl<T> SlotCell<T> {
         }
     }
 
+    /// Drops one reference the caller is known to hold (a chunk's or its own pin): one atomic
+    /// add instead of a compare-exchange loop, for the hot paths.
+    #[inline]
+    pub fn unpin_held(&self, teardown: impl FnOnce(T)) {
+        let previous = self.state.fetch_sub(ONE, Ordering::AcqRel);
+        debug_assert!(previous >= ONE, "unpin_held without a held reference");
+        // Retired with no references left: nobody can pin it any more; whoever wins the
+        // exchange (us, or an eviction) tears it down.
+        if previous == ONE | RETIRED
+            && self
+                .state
+                .compare_exchange(RETIRED, BUSY, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.teardown(teardown);
+        }
+    }
+
     /// Puts `value` into a free slot as LIVE (or RETIRED) with `pins` references held by the
     /// caller. Returns the value back if the slot is not free.
     pub fn install(&self, value: T, retired: bool, pins: u64) -> Result<(), T> {

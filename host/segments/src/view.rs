@@ -206,11 +206,16 @@ impl View {
                 if segment.sequence == record.sequence() && record.is_live() {
                     return self.translate_pinned(id, segment, offset);
                 }
-                // The owner replaced the segment under this id.
+                // The owner released (and maybe replaced) the segment under this id.
                 let only_us = slot.pins() == 1;
                 let _ = slot.unpin(1, drop);
                 if !only_us {
-                    return Err(OpenError::SegmentReplaced);
+                    // Released but not (yet) replaced: the id is dead, the offset invalid.
+                    return Err(if record.is_live() {
+                        OpenError::SegmentReplaced
+                    } else {
+                        OpenError::InvalidOffset
+                    });
                 }
                 slot.evict_unreferenced(drop);
                 continue;
@@ -245,7 +250,17 @@ impl View {
             let verified = mapping.len() >= total && {
                 // SAFETY: trailer_at is 64-aligned and trailer_at + 64 <= total <= len.
                 let trailer = unsafe { SegmentTrailer::from_ptr(mapping.as_ptr().add(trailer_at)) };
-                trailer.matches(id, info.sequence, info.layout.payload_size)
+                let memory_id = trailer.memory_id();
+                if memory_id != 0 && memory_id != self.info.memory_id {
+                    // The name now belongs to another memory: ours was removed.
+                    return Err(OpenError::DoesNotExist);
+                }
+                trailer.matches(
+                    self.info.memory_id,
+                    id,
+                    info.sequence,
+                    info.layout.payload_size,
+                )
             };
             if !verified {
                 // Either the owner swapped the segment between our header read and the open,

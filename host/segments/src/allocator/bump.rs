@@ -99,6 +99,7 @@ impl ChunkAllocator for BumpAllocator {
         &self,
         request: Layout,
         strategy: AllocationStrategy,
+        _in_use: usize,
     ) -> Result<SegmentLayout, AllocError> {
         // Worst-case padding in front of the request is align - 1.
         let need = request

@@ -61,7 +61,8 @@ pub trait ChunkAllocator: Send + Sync + Debug {
     /// Extends an allocated chunk from `old` to `new` without moving it, if possible.
     fn grow_in_place(&self, offset: u64, old: Layout, new: Layout) -> bool;
 
-    /// Number of chunks currently handed out.
+    /// Number of chunks currently handed out. Exact when no other thread allocates or frees
+    /// concurrently (the owner tracks live chunks itself, in its segment reference counts).
     fn chunks_in_use(&self) -> usize;
 
     /// Largest chunk this segment can serve.
@@ -69,11 +70,13 @@ pub trait ChunkAllocator: Send + Sync + Debug {
         self.layout().chunk_size
     }
 
-    /// The layout of the next segment so that `request` fits, following `strategy`.
+    /// The layout of the next segment so that `request` fits, following `strategy`, given
+    /// that `in_use` chunks of this segment are handed out.
     fn resize_hint(
         &self,
         request: Layout,
         strategy: AllocationStrategy,
+        in_use: usize,
     ) -> Result<SegmentLayout, AllocError>;
 }
 

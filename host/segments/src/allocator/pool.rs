@@ -6,7 +6,7 @@
 //! the free list, `0` while allocated or never used; a double free fails its compare-exchange.
 
 use std::alloc::Layout;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{ChunkAllocator, Exhausted, SegmentLayout, bucket_layout, checked_pow2};
 use crate::{AllocError, AllocationStrategy, DeallocError};
@@ -23,7 +23,8 @@ pub struct PoolAllocator {
     /// Buckets `fresh..buckets` have never been handed out.
     fresh: AtomicU32,
     next: Box<[AtomicU32]>,
-    in_use: AtomicUsize,
+    /// `log2(bucket size)` when it is a power of two: offsets then map to buckets by a shift.
+    shift: Option<u32>,
 }
 
 impl PoolAllocator {
@@ -47,7 +48,10 @@ impl PoolAllocator {
             head: AtomicU64::new(u64::from(NIL)),
             fresh: AtomicU32::new(0),
             next,
-            in_use: AtomicUsize::new(0),
+            shift: layout
+                .chunk_size
+                .is_power_of_two()
+                .then(|| layout.chunk_size.trailing_zeros()),
         })
     }
 
@@ -122,10 +126,14 @@ impl PoolAllocator {
 
     fn index_of(&self, offset: u64) -> Result<u32, DeallocError> {
         let size = self.layout.chunk_size as u64;
-        if offset % size != 0 || offset / size >= u64::from(self.buckets) {
+        let index = match self.shift {
+            Some(shift) => offset >> shift,
+            None => offset / size,
+        };
+        if index * size != offset || index >= u64::from(self.buckets) {
             return Err(DeallocError::InvalidOffset);
         }
-        let index = (offset / size) as u32;
+        let index = index as u32;
         if index >= self.fresh.load(Ordering::Acquire) {
             return Err(DeallocError::NotAllocated);
         }
@@ -146,15 +154,12 @@ impl ChunkAllocator for PoolAllocator {
             return Err(Exhausted::TooAligned);
         }
         let index = self.pop().ok_or(Exhausted::NoChunkLeft)?;
-        self.in_use.fetch_add(1, Ordering::Relaxed);
         Ok(u64::from(index) * self.layout.chunk_size as u64)
     }
 
     fn deallocate(&self, offset: u64) -> Result<(), DeallocError> {
         let index = self.index_of(offset)?;
-        self.push(index)?;
-        self.in_use.fetch_sub(1, Ordering::Relaxed);
-        Ok(())
+        self.push(index)
     }
 
     fn grow_in_place(&self, offset: u64, _old: Layout, new: Layout) -> bool {
@@ -164,16 +169,25 @@ impl ChunkAllocator for PoolAllocator {
     }
 
     fn chunks_in_use(&self) -> usize {
-        self.in_use.load(Ordering::Relaxed)
+        // Buckets ever handed out minus those back in the free list; the walk is bounded so
+        // that a list changing under our feet cannot make it loop.
+        let mut free = 0usize;
+        let mut index = self.head.load(Ordering::Acquire) as u32;
+        while index != NIL && free < self.layout.chunks {
+            free += 1;
+            index = self.next[index as usize].load(Ordering::Acquire) & !FREE;
+        }
+        (self.fresh.load(Ordering::Acquire) as usize).saturating_sub(free)
     }
 
     fn resize_hint(
         &self,
         request: Layout,
         strategy: AllocationStrategy,
+        in_use: usize,
     ) -> Result<SegmentLayout, AllocError> {
         let current = self.layout;
-        let all_used = self.chunks_in_use() >= current.chunks;
+        let all_used = in_use >= current.chunks;
         let chunks = match (strategy, all_used) {
             (AllocationStrategy::BestFit, true) => current.chunks + 1,
             (AllocationStrategy::PowerOfTwo, true) => checked_pow2(current.chunks + 1)?,
@@ -248,28 +262,36 @@ mod tests {
         let small = Layout::from_size_align(8, 8).unwrap();
         let big = Layout::from_size_align(100, 32).unwrap();
         // Not all buckets used and the request fits: same shape.
-        let same = p.resize_hint(small, AllocationStrategy::BestFit).unwrap();
+        let same = p
+            .resize_hint(small, AllocationStrategy::BestFit, 0)
+            .unwrap();
         assert_eq!((same.chunk_size, same.chunks), (16, 3));
-        let best = p.resize_hint(big, AllocationStrategy::BestFit).unwrap();
+        let best = p.resize_hint(big, AllocationStrategy::BestFit, 0).unwrap();
         assert_eq!(
             (best.chunk_size, best.chunk_align, best.chunks),
             (128, 32, 3)
         );
-        let pow = p.resize_hint(big, AllocationStrategy::PowerOfTwo).unwrap();
+        let pow = p
+            .resize_hint(big, AllocationStrategy::PowerOfTwo, 0)
+            .unwrap();
         assert_eq!((pow.chunk_size, pow.chunk_align, pow.chunks), (128, 32, 3));
         for _ in 0..3 {
             p.allocate(small).unwrap();
         }
-        let best = p.resize_hint(small, AllocationStrategy::BestFit).unwrap();
+        let best = p
+            .resize_hint(small, AllocationStrategy::BestFit, 3)
+            .unwrap();
         assert_eq!((best.chunk_size, best.chunks), (16, 4));
         let pow = p
-            .resize_hint(small, AllocationStrategy::PowerOfTwo)
+            .resize_hint(small, AllocationStrategy::PowerOfTwo, 3)
             .unwrap();
         assert_eq!((pow.chunk_size, pow.chunks), (16, 4));
         let odd = Layout::from_size_align(33, 1).unwrap();
-        let best = p.resize_hint(odd, AllocationStrategy::BestFit).unwrap();
+        let best = p.resize_hint(odd, AllocationStrategy::BestFit, 3).unwrap();
         assert_eq!((best.chunk_size, best.chunks), (40, 4));
-        let pow = p.resize_hint(odd, AllocationStrategy::PowerOfTwo).unwrap();
+        let pow = p
+            .resize_hint(odd, AllocationStrategy::PowerOfTwo, 3)
+            .unwrap();
         assert_eq!((pow.chunk_size, pow.chunks), (64, 4));
     }
 

@@ -17,6 +17,9 @@ pub enum CreateError {
     InvalidHint,
     #[error("the operating system failed to create or map a segment")]
     InternalError,
+    /// Segment 0 would exceed the memory's [`SegmentBudget`](crate::SegmentBudget).
+    #[error("the first segment exceeds the shared-memory budget")]
+    QuotaExceeded,
 }
 
 /// Why a view could not be opened, or an offset could not be translated.
@@ -58,6 +61,9 @@ pub enum AllocError {
     ExceedsMaxSupportedAlignment,
     #[error("the requested size is larger than a segment can be")]
     SizeTooLarge,
+    /// A new segment would exceed the memory's [`SegmentBudget`](crate::SegmentBudget).
+    #[error("a new segment would exceed the shared-memory budget")]
+    QuotaExceeded,
 }
 
 /// Why a grow failed; the old chunk stays valid and untouched.
@@ -75,6 +81,8 @@ pub enum GrowError {
     SizeTooLarge,
     #[error("the offset is not an allocated chunk of this memory")]
     InvalidOffset,
+    #[error("a new segment would exceed the shared-memory budget")]
+    QuotaExceeded,
 }
 
 impl From<AllocError> for GrowError {
@@ -84,6 +92,7 @@ impl From<AllocError> for GrowError {
             AllocError::MaxReallocationsReached => Self::MaxReallocationsReached,
             AllocError::ExceedsMaxSupportedAlignment => Self::ExceedsMaxSupportedAlignment,
             AllocError::SizeTooLarge => Self::SizeTooLarge,
+            AllocError::QuotaExceeded => Self::QuotaExceeded,
         }
     }
 }

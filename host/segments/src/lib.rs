@@ -46,6 +46,7 @@
 
 pub mod allocator;
 pub mod backend;
+mod budget;
 mod config;
 mod error;
 pub mod header;
@@ -57,6 +58,7 @@ mod view;
 
 pub use allocator::AllocatorKind;
 pub use backend::{FileBacked, PosixShm, ProcessLocal};
+pub use budget::{ByteBudget, SegmentBudget};
 pub use config::{AccessMode, AllocationStrategy, Config, ContentPlacement};
 pub use error::{
     AllocError, CreateError, DeallocError, GrowError, ManageError, NameError, OpenError,

@@ -3,7 +3,7 @@
 
 use std::alloc::Layout;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::allocator::{AllocatorKind, ChunkAllocator, SegmentLayout, check_request};
 use crate::backend::{CreateOptions, Mapping, page_size};
@@ -13,7 +13,7 @@ use crate::header::{
 use crate::slot::SlotCell;
 use crate::{
     AllocError, AllocationStrategy, Config, ContentPlacement, CreateError, DeallocError, GrowError,
-    PointerOffset, SegmentId, ShmPointer, name,
+    PointerOffset, SegmentBudget, SegmentId, ShmPointer, name,
 };
 
 /// How often an allocation may lose the race for freshly created chunks to other threads
@@ -30,6 +30,7 @@ pub struct MemoryBuilder {
     chunks: usize,
     strategy: AllocationStrategy,
     allocator: AllocatorKind,
+    budget: Option<Arc<dyn SegmentBudget>>,
 }
 
 impl MemoryBuilder {
@@ -58,6 +59,13 @@ impl MemoryBuilder {
     /// The allocator of every segment. Default: [`AllocatorKind::Pool`].
     pub fn allocator(mut self, allocator: AllocatorKind) -> Self {
         self.allocator = allocator;
+        self
+    }
+
+    /// Caps the bytes of all data segments (shared with other memories if the same budget is
+    /// given to them). Default: unlimited.
+    pub fn budget(mut self, budget: Arc<dyn SegmentBudget>) -> Self {
+        self.budget = Some(budget);
         self
     }
 
@@ -96,6 +104,7 @@ impl MemoryBuilder {
             }),
             strategy: self.strategy,
             allocator: self.allocator,
+            budget: self.budget,
             abandoned: false,
         };
         // From here on, dropping `memory` removes whatever was created.
@@ -118,6 +127,7 @@ impl MemoryBuilder {
             AllocError::SizeTooLarge | AllocError::ExceedsMaxSupportedAlignment => {
                 CreateError::InvalidHint
             }
+            AllocError::QuotaExceeded => CreateError::QuotaExceeded,
             _ => CreateError::InternalError,
         })?;
         if memory.slots[0].install(segment, false, 0).is_err() {
@@ -181,6 +191,7 @@ pub struct Memory {
     grow: Mutex<GrowState>,
     strategy: AllocationStrategy,
     allocator: AllocatorKind,
+    budget: Option<Arc<dyn SegmentBudget>>,
     abandoned: bool,
 }
 
@@ -193,6 +204,7 @@ impl Memory {
             chunks: 1,
             strategy: AllocationStrategy::default(),
             allocator: AllocatorKind::default(),
+            budget: None,
         }
     }
 
@@ -332,11 +344,17 @@ impl Memory {
         let os_name = name::segment_name(&self.name, id, &self.config);
         let backend = self.config.get_backend();
         let options = create_options(&self.config);
-        let mapping = match backend.create(&os_name, total, &options) {
+        if let Some(budget) = &self.budget
+            && !budget.reserve(total as u64)
+        {
+            return Err(AllocError::QuotaExceeded);
+        }
+        let mut mapping = match backend.create(&os_name, total, &options) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // A leftover of an earlier owner of this name: ours to replace, but only while
                 // the name is still ours (`remove` may have handed it to a new memory).
                 if !self.owns_name() {
+                    self.release_budget(total);
                     return Err(AllocError::OutOfMemory);
                 }
                 let _ = backend.remove(&os_name);
@@ -344,7 +362,11 @@ impl Memory {
             }
             other => other,
         }
-        .map_err(|_| AllocError::OutOfMemory)?;
+        .map_err(|_| {
+            self.release_budget(total);
+            AllocError::OutOfMemory
+        })?;
+        mapping.close_handle();
         // SAFETY: trailer_at is a multiple of 64 and trailer_at + TRAILER_SIZE <= total, the
         // mapping's length; the mapping lives in the returned segment.
         let trailer = unsafe { SegmentTrailer::from_ptr(mapping.as_ptr().add(trailer_at)) };
@@ -358,41 +380,33 @@ impl Memory {
     }
 
     /// Whether the management object under our name is still ours (and not a successor's).
+    /// Decided by object identity, not by the header's bytes, which any peer may overwrite.
     fn owns_name(&self) -> bool {
-        let mgmt = self.config.get_backend().open(
-            &name::mgmt_name(&self.name, &self.config),
-            crate::AccessMode::Read,
-        );
-        mgmt.is_ok_and(|mgmt| {
-            mgmt.len() >= MGMT_SIZE && {
-                // SAFETY: page aligned, at least MGMT_SIZE long, alive for this block.
-                let header = unsafe { MgmtHeader::from_ptr(mgmt.as_ptr()) };
-                header.raw_memory_id() == self.memory_id
-            }
-        })
+        self.config
+            .get_backend()
+            .open(
+                &name::mgmt_name(&self.name, &self.config),
+                crate::AccessMode::Read,
+            )
+            .is_ok_and(|mgmt| mgmt.same_object(&self.mgmt))
     }
 
-    /// Unlinks a segment's name unless it now names another memory's segment (after `remove`
-    /// handed the name on); checked through the trailer of the object the name points to.
+    /// Unlinks a segment's name unless it now names another object (after `remove` handed
+    /// the name on to a successor memory). Decided by object identity, not by the trailer's
+    /// bytes, which any peer may overwrite.
     fn unlink_if_ours(&self, segment: &OwnerSegment) {
         let backend = self.config.get_backend();
-        let Some((trailer_at, total)) =
-            segment_geometry(segment.allocator.layout().payload_size, page_size())
-        else {
-            return;
-        };
         let ours = backend
             .open(&segment.os_name, crate::AccessMode::Read)
-            .is_ok_and(|mapping| {
-                mapping.len() >= total && {
-                    // SAFETY: trailer_at is 64-aligned and trailer_at + 64 <= total <= len.
-                    let trailer =
-                        unsafe { SegmentTrailer::from_ptr(mapping.as_ptr().add(trailer_at)) };
-                    trailer.memory_id() == self.memory_id
-                }
-            });
+            .is_ok_and(|mapping| mapping.same_object(&segment.mapping));
         if ours {
             let _ = backend.remove(&segment.os_name);
+        }
+    }
+
+    fn release_budget(&self, bytes: usize) {
+        if let Some(budget) = &self.budget {
+            budget.release(bytes as u64);
         }
     }
 
@@ -402,6 +416,7 @@ impl Memory {
         if !self.abandoned {
             self.unlink_if_ours(&segment);
         }
+        self.release_budget(segment.mapping.len());
         drop(segment);
     }
 
@@ -436,7 +451,9 @@ impl Memory {
     }
 
     /// Returns a chunk after checking that it is one: safe to call with any offset, e.g. one
-    /// received from an untrusted party. Nothing changes when it fails.
+    /// received from an untrusted party. Nothing changes when it fails. The pool allocator
+    /// checks exactly (bucket boundary, allocated, not freed twice); the bump allocator keeps
+    /// no per-chunk state and only checks that the offset lies below its cursor.
     pub fn try_deallocate(&self, offset: PointerOffset) -> Result<(), DeallocError> {
         let slot = &self.slots[offset.segment_id().index()];
         if !slot.pin() {

@@ -39,7 +39,8 @@ impl ViewBuilder {
     /// mapped later, by `register_and_translate_offset`.
     pub fn open(self, access: AccessMode) -> Result<View, OpenError> {
         name::validate(&self.name, &self.config)?;
-        let deadline = Instant::now() + self.timeout;
+        // A timeout too large to add to "now" (e.g. Duration::MAX) means no deadline.
+        let deadline = Instant::now().checked_add(self.timeout);
         let mgmt_name = name::mgmt_name(&self.name, &self.config);
         let mut pause = Duration::from_micros(50);
         loop {
@@ -77,10 +78,12 @@ impl ViewBuilder {
                         newest: Mutex::new(None),
                     });
                 }
-                Err(OpenError::InitializationNotYetFinalized) if Instant::now() < deadline => {
-                    std::thread::sleep(
-                        pause.min(deadline.saturating_duration_since(Instant::now())),
-                    );
+                Err(OpenError::InitializationNotYetFinalized)
+                    if deadline.is_none_or(|deadline| Instant::now() < deadline) =>
+                {
+                    std::thread::sleep(deadline.map_or(pause, |deadline| {
+                        pause.min(deadline.saturating_duration_since(Instant::now()))
+                    }));
                     pause = (pause * 2).min(Duration::from_millis(5));
                 }
                 Err(e) => return Err(e),
@@ -234,7 +237,7 @@ impl View {
             }
             let (trailer_at, total) = segment_geometry(info.layout.payload_size, page_size())
                 .ok_or(OpenError::Corrupted)?;
-            let mapping = self
+            let mut mapping = self
                 .config
                 .get_backend()
                 .open(
@@ -247,6 +250,7 @@ impl View {
                     ErrorKind::UnexpectedEof => OpenError::Corrupted,
                     _ => OpenError::InternalError,
                 })?;
+            mapping.close_handle();
             let verified = mapping.len() >= total && {
                 // SAFETY: trailer_at is 64-aligned and trailer_at + 64 <= total <= len.
                 let trailer = unsafe { SegmentTrailer::from_ptr(mapping.as_ptr().add(trailer_at)) };
@@ -308,6 +312,27 @@ impl View {
 }
 
 impl View {
+    /// Payload bytes of segment `id` if this view has it mapped: a registered offset `o` may be
+    /// accessed up to `payload_size - o.offset()` bytes.
+    pub fn segment_payload_size(&self, id: SegmentId) -> Option<usize> {
+        let slot = &self.slots[id.index()];
+        if !slot.pin() {
+            return None;
+        }
+        // SAFETY: pinned above.
+        let size = unsafe { slot.get() }.payload_size as usize;
+        let _ = slot.unpin(1, drop);
+        Some(size)
+    }
+
+    /// The live segments as the owner's header describes them now (validated records only).
+    pub fn segment_records(&self) -> Vec<(SegmentId, crate::header::SlotInfo)> {
+        (0..=u8::MAX)
+            .map(SegmentId::new)
+            .filter_map(|id| self.header().slot(id).read().map(|info| (id, info)))
+            .collect()
+    }
+
     /// The id of the segment the owner currently allocates from, as its header says now.
     pub fn owner_current_segment(&self) -> Option<SegmentId> {
         self.header()

@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,11 @@ use crate::AccessMode;
 enum Keep {
     Mmap {
         _map: MmapRaw,
-        file: File,
+        /// The open object, kept only where its lock is needed (management segments); data
+        /// segments close it after mapping so that hundreds of segments cost no descriptors.
+        file: Option<File>,
+        /// Device and inode, to recognise the object after the handle is closed.
+        identity: (u64, u64),
     },
     Heap {
         region: Arc<HeapRegion>,
@@ -62,11 +67,16 @@ impl Mapping {
         };
         let ptr = NonNull::new(map.as_mut_ptr())
             .ok_or_else(|| io::Error::other("mmap returned a null address"))?;
+        let meta = file.metadata()?;
         Ok(Self {
             ptr,
             len,
             writable: access == AccessMode::ReadWrite,
-            keep: Keep::Mmap { _map: map, file },
+            keep: Keep::Mmap {
+                _map: map,
+                identity: (meta.dev(), meta.ino()),
+                file: Some(file),
+            },
         })
     }
 
@@ -104,7 +114,10 @@ impl Mapping {
     /// Returns `Ok(false)` when another handle holds it.
     pub fn try_lock_exclusive(&self) -> io::Result<bool> {
         match &self.keep {
-            Keep::Mmap { file, .. } => match file.try_lock() {
+            Keep::Mmap { file: None, .. } => Err(closed()),
+            Keep::Mmap {
+                file: Some(file), ..
+            } => match file.try_lock() {
                 Ok(()) => Ok(true),
                 Err(std::fs::TryLockError::WouldBlock) => Ok(false),
                 Err(std::fs::TryLockError::Error(e)) => Err(e),
@@ -120,10 +133,31 @@ impl Mapping {
         }
     }
 
+    /// Whether both mappings are of the same object (the same inode, or the same heap region),
+    /// whatever name it has now and whatever its bytes say: an owner recognises its own
+    /// objects by identity, which no peer writing into them can fake.
+    pub fn same_object(&self, other: &Mapping) -> bool {
+        match (&self.keep, &other.keep) {
+            (Keep::Mmap { identity: a, .. }, Keep::Mmap { identity: b, .. }) => a == b,
+            (Keep::Heap { region: a, .. }, Keep::Heap { region: b, .. }) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Closes the object's handle; the mapping stays valid, but the lock functions fail.
+    pub fn close_handle(&mut self) {
+        if let Keep::Mmap { file, .. } = &mut self.keep {
+            *file = None;
+        }
+    }
+
     /// Whether some other handle holds the exclusive lock (the owner is alive).
     pub fn is_locked_by_other(&self) -> io::Result<bool> {
         match &self.keep {
-            Keep::Mmap { file, .. } => match file.try_lock_shared() {
+            Keep::Mmap { file: None, .. } => Err(closed()),
+            Keep::Mmap {
+                file: Some(file), ..
+            } => match file.try_lock_shared() {
                 Ok(()) => {
                     file.unlock()?;
                     Ok(false)
@@ -136,6 +170,10 @@ impl Mapping {
             }
         }
     }
+}
+
+fn closed() -> io::Error {
+    io::Error::other("the mapping's handle was closed")
 }
 
 impl Drop for Mapping {

@@ -1,0 +1,165 @@
+//! Command-line interface: one module per subcommand.
+
+mod demo;
+mod inspect;
+mod peer;
+mod run;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use resmem::Config;
+use resmem_host::{DEFAULT_NAMESPACE, Quotas};
+
+#[derive(Parser)]
+#[command(
+    name = "resmem",
+    version,
+    about = "Resizable shared memory for WebAssembly components and native peers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a wasi:cli command component with the resizable-memory interface.
+    Run(run::RunArgs),
+    /// List the memories of a namespace.
+    Ls(NamespaceArgs),
+    /// Show a memory's header: owner, strategy, segments, bucket layout, chunks in use.
+    Inspect(inspect::InspectArgs),
+    /// Remove every OS object of a memory (only when its owner is gone, unless --force).
+    Rm(inspect::RmArgs),
+    /// A native peer: open a view, map the offsets' segments, print or check chunk contents.
+    Peer(peer::PeerArgs),
+    /// The main job: a guest producer grows a memory, a native peer process verifies every byte.
+    Demo(demo::DemoArgs),
+}
+
+/// Where the memories live.
+#[derive(Args, Clone)]
+pub struct NamespaceArgs {
+    /// Prefix of the OS object names (the guests' namespace) [default: resmem_guest_].
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Use plain files in this directory instead of POSIX shared memory.
+    #[arg(long)]
+    pub backend_dir: Option<PathBuf>,
+}
+
+impl NamespaceArgs {
+    /// The namespace and the native configuration for it; tells the user on stderr when the
+    /// default namespace is used.
+    pub fn resolve(&self) -> (String, Config) {
+        let namespace = match &self.namespace {
+            Some(ns) => ns.clone(),
+            None => {
+                eprintln!(
+                    "resmem: namespace '{DEFAULT_NAMESPACE}' (default; --namespace to change)"
+                );
+                DEFAULT_NAMESPACE.to_owned()
+            }
+        };
+        let config = Config::default().prefix(&namespace);
+        let config = match &self.backend_dir {
+            Some(dir) => config.backend(resmem::FileBacked::new(dir)),
+            None => config,
+        };
+        (namespace, config)
+    }
+}
+
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Ls(args) => inspect::ls(&args).map(|()| 0),
+        Command::Inspect(args) => inspect::inspect(&args).map(|()| 0),
+        Command::Rm(args) => inspect::rm(&args),
+        Command::Peer(args) => peer::peer(&args),
+        Command::Demo(args) => demo::demo(&args),
+    }
+}
+
+/// `4096`, `64K`, `16M`, `1G`, `2GiB` → bytes (binary units).
+pub fn parse_size(text: &str) -> Result<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .with_context(|| format!("not a size: {text:?}"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => bail!("unknown size unit {other:?} in {text:?}"),
+    };
+    value
+        .checked_mul(1 << shift)
+        .with_context(|| format!("size overflows: {text:?}"))
+}
+
+/// Applies `name=value` quota settings on top of the defaults.
+pub fn parse_quotas(settings: &[String]) -> Result<Quotas> {
+    let mut quotas = Quotas::default();
+    for setting in settings {
+        let (name, value) = setting
+            .split_once('=')
+            .with_context(|| format!("--quota takes NAME=VALUE, got {setting:?}"))?;
+        let count = || -> Result<u64> {
+            value
+                .parse()
+                .with_context(|| format!("not a number: {value:?}"))
+        };
+        match name {
+            "shm-bytes" => quotas.shm_bytes = parse_size(value)?,
+            "chunk-bytes" => quotas.chunk_bytes = parse_size(value)?,
+            "io-bytes" => quotas.io_bytes = parse_size(value)?,
+            "live-chunks" => quotas.live_chunks = count()?,
+            "registrations" => quotas.registrations = count()?,
+            "memories" => {
+                quotas.memories = u32::try_from(count()?).context("memories: too large")?
+            }
+            "views" => quotas.views = u32::try_from(count()?).context("views: too large")?,
+            "open-timeout-ms" => quotas.open_timeout = std::time::Duration::from_millis(count()?),
+            other => bail!(
+                "unknown quota {other:?}; known: shm-bytes, chunk-bytes, io-bytes, live-chunks, \
+                 registrations, memories, views, open-timeout-ms"
+            ),
+        }
+    }
+    Ok(quotas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
+        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn quotas_override_defaults() {
+        let q = parse_quotas(&["shm-bytes=2G".into(), "memories=3".into()]).unwrap();
+        assert_eq!(q.shm_bytes, 2 << 30);
+        assert_eq!(q.memories, 3);
+        assert_eq!(q.chunk_bytes, Quotas::default().chunk_bytes);
+        assert!(parse_quotas(&["nope=1".into()]).is_err());
+        assert!(parse_quotas(&["memories".into()]).is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! `resmem run`: a command component with the host's stdio, args and exit code.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use resmem_host::{EngineOptions, GuestHost, Policy, RunOutcome};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::{NamespaceArgs, parse_quotas};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The component (.wasm) to run.
+    component: PathBuf,
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    /// Raise or lower a quota, NAME=VALUE (repeatable): shm-bytes, chunk-bytes, io-bytes,
+    /// live-chunks, registrations, memories, views, open-timeout-ms.
+    #[arg(long = "quota", value_name = "NAME=VALUE")]
+    quotas: Vec<String>,
+    /// Do not cache the compiled component.
+    #[arg(long)]
+    no_cache: bool,
+    /// Arguments for the guest (after `--`).
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+pub fn run(args: RunArgs) -> Result<i32> {
+    let (namespace, config) = args.namespace.resolve();
+    let policy = Policy::builder()
+        .quotas(parse_quotas(&args.quotas)?)
+        .config(config)
+        .namespace(&namespace)
+        .build();
+    let options = if args.no_cache {
+        EngineOptions::default()
+    } else {
+        EngineOptions::with_default_cache()
+    };
+    let host = GuestHost::new(policy, options)?;
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("reading {}", args.component.display()))?;
+    let component = host.load(&bytes)?;
+    let name = args
+        .component
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut guest_args = vec![name];
+    guest_args.extend(args.args);
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.inherit_stdio().args(&guest_args);
+    let outcome = host.run_command(&component, &mut wasi)?;
+    if let RunOutcome::Trapped(message) = &outcome {
+        eprintln!("resmem: guest trapped: {message}");
+    }
+    Ok(outcome.exit_code())
+}

@@ -1,0 +1,494 @@
+//! The host side of `resmem:memory/resizable-memory`: every guest call lands here.
+//!
+//! Order of business in every function: look the handle up, validate every argument against
+//! the guest's own records and quotas, and only then touch shared memory. A guest-caused
+//! failure is an `Err(Error)` returned to the guest; the outer `wasmtime::Result` only carries
+//! host bugs (a handle missing from the table), which trap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use resmem::{AccessMode, Memory, View};
+use wasmtime::component::Resource;
+
+use crate::bindings::api::{Host, HostMemory, HostView, MemoryConfig};
+use crate::bindings::types::{
+    self as wit, AccessMode as WitAccess, AllocationStrategy as WitStrategy, ContentPlacement,
+    Error, Layout as WitLayout, PointerOffset as WitOffset,
+};
+use crate::convert::{self, range};
+use crate::state::{GuestMemory, GuestState, GuestView, Registration};
+
+type Outcome<T> = wasmtime::Result<Result<T, Error>>;
+
+impl wit::Host for GuestState {}
+
+impl GuestState {
+    fn check_name(&self, name: &str) -> Result<(), Error> {
+        resmem::validate_name(name, self.policy.config())
+            .map_err(|e| Error::InvalidName(e.to_string()))
+    }
+
+    fn check_io(&self, len: u64) -> Result<(), Error> {
+        let max = self.policy.quotas().io_bytes;
+        if len > max {
+            return Err(Error::QuotaExceeded(format!(
+                "{len} bytes in one call, at most {max}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_chunk_layout(&self, layout: WitLayout) -> Result<std::alloc::Layout, Error> {
+        let layout = convert::layout(layout)?;
+        let max = self.policy.quotas().chunk_bytes;
+        if layout.size() as u64 > max {
+            return Err(Error::QuotaExceeded(format!(
+                "chunk of {} bytes, at most {max}",
+                layout.size()
+            )));
+        }
+        Ok(layout)
+    }
+
+    fn create_memory(&mut self, name: &str, config: MemoryConfig) -> Result<GuestMemory, Error> {
+        self.check_name(name)?;
+        let quotas = self.policy.quotas();
+        if self.usage.memories >= quotas.memories {
+            return Err(Error::QuotaExceeded(format!(
+                "{} memories at once",
+                quotas.memories
+            )));
+        }
+        let hint = self.check_chunk_layout(config.max_chunk_layout_hint)?;
+        let chunks = usize::try_from(config.max_number_of_chunks_hint)
+            .ok()
+            .filter(|&n| n as u64 <= quotas.live_chunks)
+            .ok_or_else(|| {
+                Error::QuotaExceeded(format!(
+                    "{} chunks hinted, at most {} live chunks",
+                    config.max_number_of_chunks_hint, quotas.live_chunks
+                ))
+            })?;
+        let memory = Memory::builder(name)
+            .config(self.policy.config())
+            .max_chunk_layout_hint(hint)
+            .max_number_of_chunks_hint(chunks)
+            .allocation_strategy(convert::strategy(config.allocation_strategy))
+            .budget(Arc::clone(&self.budget) as Arc<dyn resmem::SegmentBudget>)
+            .create()
+            .map_err(convert::create_error)?;
+        Ok(GuestMemory {
+            memory,
+            chunks: Default::default(),
+        })
+    }
+
+    fn open_view(
+        &mut self,
+        name: &str,
+        mode: WitAccess,
+        timeout_ms: u32,
+    ) -> Result<GuestView, Error> {
+        self.check_name(name)?;
+        let quotas = self.policy.quotas();
+        if self.usage.views >= quotas.views {
+            return Err(Error::QuotaExceeded(format!(
+                "{} views at once",
+                quotas.views
+            )));
+        }
+        let timeout = Duration::from_millis(u64::from(timeout_ms)).min(quotas.open_timeout);
+        let view = View::builder(name)
+            .config(self.policy.config())
+            .timeout(timeout)
+            .open(convert::access(mode))
+            .map_err(convert::open_error)?;
+        Ok(GuestView {
+            view,
+            registered: Default::default(),
+        })
+    }
+}
+
+impl HostMemory for GuestState {
+    fn create(&mut self, name: String, config: MemoryConfig) -> Outcome<Resource<GuestMemory>> {
+        let memory = match self.create_memory(&name, config) {
+            Ok(memory) => memory,
+            Err(e) => return Ok(Err(e)),
+        };
+        let handle = self.table.push(memory)?;
+        self.usage.memories += 1;
+        Ok(Ok(handle))
+    }
+
+    fn name(&mut self, this: Resource<GuestMemory>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&this)?.memory.name().to_owned())
+    }
+
+    fn allocate(&mut self, this: Resource<GuestMemory>, layout: WitLayout) -> Outcome<WitOffset> {
+        let layout = match self.check_chunk_layout(layout) {
+            Ok(layout) => layout,
+            Err(e) => return Ok(Err(e)),
+        };
+        let max = self.policy.quotas().live_chunks;
+        if self.usage.chunks >= max {
+            return Ok(Err(Error::QuotaExceeded(format!("{max} live chunks"))));
+        }
+        let guest = self.table.get_mut(&this)?;
+        let chunk = match guest.memory.allocate(layout) {
+            Ok(chunk) => chunk,
+            Err(e) => return Ok(Err(convert::alloc_error(e))),
+        };
+        guest.chunks.insert(chunk.offset.as_u64(), layout);
+        self.usage.chunks += 1;
+        Ok(Ok(convert::to_wit_offset(chunk.offset)))
+    }
+
+    fn deallocate(&mut self, this: Resource<GuestMemory>, offset: WitOffset) -> Outcome<()> {
+        let offset = match convert::offset(offset) {
+            Ok(offset) => offset,
+            Err(e) => return Ok(Err(e)),
+        };
+        let guest = self.table.get_mut(&this)?;
+        let Some(layout) = guest.chunks.remove(&offset.as_u64()) else {
+            return Ok(Err(Error::InvalidOffset(format!(
+                "{offset} is not a chunk of this memory"
+            ))));
+        };
+        // SAFETY: the chunk was handed out by this memory with `layout` and is returned once
+        // (it was just removed from the guest's records); the host keeps no pointer into it.
+        unsafe { guest.memory.deallocate(offset, layout) };
+        self.usage.chunks -= 1;
+        Ok(Ok(()))
+    }
+
+    fn grow(
+        &mut self,
+        this: Resource<GuestMemory>,
+        offset: WitOffset,
+        new_layout: WitLayout,
+        placement: ContentPlacement,
+    ) -> Outcome<WitOffset> {
+        let new = match convert::offset(offset)
+            .and_then(|o| Ok((o, self.check_chunk_layout(new_layout)?)))
+        {
+            Ok(args) => args,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (offset, new_layout) = new;
+        let guest = self.table.get_mut(&this)?;
+        let Some(&old_layout) = guest.chunks.get(&offset.as_u64()) else {
+            return Ok(Err(Error::InvalidOffset(format!(
+                "{offset} is not a chunk of this memory"
+            ))));
+        };
+        // SAFETY: `offset` is a live chunk of this memory allocated with `old_layout` (the
+        // guest's records say so); on success the records are updated to the new chunk.
+        let grown = unsafe {
+            guest.memory.grow(
+                offset,
+                old_layout,
+                new_layout,
+                convert::placement(placement),
+            )
+        };
+        match grown {
+            Ok(chunk) => {
+                guest.chunks.remove(&offset.as_u64());
+                guest.chunks.insert(chunk.offset.as_u64(), new_layout);
+                Ok(Ok(convert::to_wit_offset(chunk.offset)))
+            }
+            Err(e) => Ok(Err(convert::grow_error(e))),
+        }
+    }
+
+    fn write(
+        &mut self,
+        this: Resource<GuestMemory>,
+        offset: WitOffset,
+        at: u64,
+        data: Vec<u8>,
+    ) -> Outcome<()> {
+        if let Err(e) = self.check_io(data.len() as u64) {
+            return Ok(Err(e));
+        }
+        let guest = self.table.get(&this)?;
+        let target = match chunk_address(guest, offset, at, data.len() as u64) {
+            Ok(target) => target,
+            Err(e) => return Ok(Err(e)),
+        };
+        // SAFETY: `chunk_address` checked that [at, at + len) lies inside a live chunk the guest
+        // owns; `data` is host memory and cannot overlap shared memory.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) };
+        Ok(Ok(()))
+    }
+
+    fn read(
+        &mut self,
+        this: Resource<GuestMemory>,
+        offset: WitOffset,
+        at: u64,
+        len: u64,
+    ) -> Outcome<Vec<u8>> {
+        if let Err(e) = self.check_io(len) {
+            return Ok(Err(e));
+        }
+        let guest = self.table.get(&this)?;
+        let source = match chunk_address(guest, offset, at, len) {
+            Ok(source) => source,
+            Err(e) => return Ok(Err(e)),
+        };
+        // SAFETY: as in `write`: the range is inside a live chunk of the guest.
+        Ok(unsafe { copy_out(source, len) })
+    }
+
+    fn number_of_active_segments(&mut self, this: Resource<GuestMemory>) -> wasmtime::Result<u32> {
+        Ok(self.table.get(&this)?.memory.number_of_active_segments() as u32)
+    }
+
+    fn allocation_strategy(
+        &mut self,
+        this: Resource<GuestMemory>,
+    ) -> wasmtime::Result<WitStrategy> {
+        Ok(convert::to_wit_strategy(
+            self.table.get(&this)?.memory.allocation_strategy(),
+        ))
+    }
+
+    fn drop(&mut self, this: Resource<GuestMemory>) -> wasmtime::Result<()> {
+        let guest = self.table.delete(this)?;
+        self.usage.memories -= 1;
+        self.usage.chunks -= guest.chunks.len() as u64;
+        // Dropping the native owner removes every OS object of the memory.
+        drop(guest);
+        Ok(())
+    }
+}
+
+/// Address of byte `at` of a chunk the guest owns, after checking `[at, at + len)` is inside it.
+fn chunk_address(
+    guest: &GuestMemory,
+    offset: WitOffset,
+    at: u64,
+    len: u64,
+) -> Result<*mut u8, Error> {
+    let offset = convert::offset(offset)?;
+    let layout = guest
+        .chunks
+        .get(&offset.as_u64())
+        .ok_or_else(|| Error::InvalidOffset(format!("{offset} is not a chunk of this memory")))?;
+    range(at, len, layout.size() as u64, "chunk")?;
+    let base = guest
+        .memory
+        .translate(offset)
+        .ok_or_else(|| Error::InvalidOffset(format!("{offset} is not in a live segment")))?;
+    Ok(base.wrapping_add(at as usize))
+}
+
+/// Copies `len` bytes from shared memory into a new vector, failing politely if the host
+/// cannot allocate it.
+///
+/// # Safety
+/// `source..source + len` must be mapped and readable.
+unsafe fn copy_out(source: *const u8, len: u64) -> Result<Vec<u8>, Error> {
+    let len = usize::try_from(len).map_err(|_| Error::QuotaExceeded("read too large".into()))?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(len)
+        .map_err(|_| Error::QuotaExceeded(format!("the host cannot allocate {len} bytes")))?;
+    // SAFETY: the caller guarantees the source range; `out` has capacity for len bytes and
+    // does not overlap shared memory; set_len follows the initialising copy.
+    unsafe {
+        std::ptr::copy_nonoverlapping(source, out.as_mut_ptr(), len);
+        out.set_len(len);
+    }
+    Ok(out)
+}
+
+impl HostView for GuestState {
+    fn open(
+        &mut self,
+        name: String,
+        mode: WitAccess,
+        timeout_ms: u32,
+    ) -> Outcome<Resource<GuestView>> {
+        let view = match self.open_view(&name, mode, timeout_ms) {
+            Ok(view) => view,
+            Err(e) => return Ok(Err(e)),
+        };
+        let handle = self.table.push(view)?;
+        self.usage.views += 1;
+        Ok(Ok(handle))
+    }
+
+    fn register(&mut self, this: Resource<GuestView>, offset: WitOffset) -> Outcome<()> {
+        let offset = match convert::offset(offset) {
+            Ok(offset) => offset,
+            Err(e) => return Ok(Err(e)),
+        };
+        let max = self.policy.quotas().registrations;
+        if self.usage.registrations >= max {
+            return Ok(Err(Error::QuotaExceeded(format!(
+                "{max} registered offsets"
+            ))));
+        }
+        let guest = self.table.get_mut(&this)?;
+        // SAFETY: every successful registration is recorded below and unregistered exactly
+        // once, by `unregister` or when the view is dropped.
+        let address = match unsafe { guest.view.register_and_translate_offset(offset) } {
+            Ok(address) => address,
+            Err(e) => return Ok(Err(convert::open_error(e))),
+        };
+        let payload = guest
+            .view
+            .segment_payload_size(offset.segment_id())
+            .unwrap_or(0) as u64;
+        let entry = guest
+            .registered
+            .entry(offset.as_u64())
+            .or_insert(Registration {
+                address: address as usize,
+                available: payload.saturating_sub(offset.offset()),
+                count: 0,
+            });
+        entry.count += 1;
+        self.usage.registrations += 1;
+        Ok(Ok(()))
+    }
+
+    fn unregister(&mut self, this: Resource<GuestView>, offset: WitOffset) -> Outcome<()> {
+        let offset = match convert::offset(offset) {
+            Ok(offset) => offset,
+            Err(e) => return Ok(Err(e)),
+        };
+        let guest = self.table.get_mut(&this)?;
+        let key = offset.as_u64();
+        let Some(entry) = guest.registered.get_mut(&key) else {
+            return Ok(Err(Error::InvalidOffset(format!(
+                "{offset} is not registered"
+            ))));
+        };
+        entry.count -= 1;
+        if entry.count == 0 {
+            guest.registered.remove(&key);
+        }
+        // SAFETY: this offset was registered by this view (the records say so) and the guest
+        // has no way to use the address after this.
+        unsafe { guest.view.unregister_offset(offset) };
+        self.usage.registrations -= 1;
+        Ok(Ok(()))
+    }
+
+    fn read(
+        &mut self,
+        this: Resource<GuestView>,
+        offset: WitOffset,
+        at: u64,
+        len: u64,
+    ) -> Outcome<Vec<u8>> {
+        if let Err(e) = self.check_io(len) {
+            return Ok(Err(e));
+        }
+        let guest = self.table.get(&this)?;
+        let source = match registered_address(guest, offset, at, len) {
+            Ok(source) => source,
+            Err(e) => return Ok(Err(e)),
+        };
+        // SAFETY: the range lies inside the mapped payload of a registered offset's segment.
+        Ok(unsafe { copy_out(source, len) })
+    }
+
+    fn write(
+        &mut self,
+        this: Resource<GuestView>,
+        offset: WitOffset,
+        at: u64,
+        data: Vec<u8>,
+    ) -> Outcome<()> {
+        if let Err(e) = self.check_io(data.len() as u64) {
+            return Ok(Err(e));
+        }
+        let guest = self.table.get(&this)?;
+        if guest.view.access_mode() != AccessMode::ReadWrite {
+            return Ok(Err(Error::PermissionDenied("the view is read-only".into())));
+        }
+        let target = match registered_address(guest, offset, at, data.len() as u64) {
+            Ok(target) => target as *mut u8,
+            Err(e) => return Ok(Err(e)),
+        };
+        // SAFETY: the range lies inside the payload of a registered offset's segment, mapped
+        // read-write (the view's access mode); `data` is host memory.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) };
+        Ok(Ok(()))
+    }
+
+    fn number_of_active_segments(&mut self, this: Resource<GuestView>) -> wasmtime::Result<u32> {
+        Ok(self.table.get(&this)?.view.number_of_active_segments() as u32)
+    }
+
+    fn drop(&mut self, this: Resource<GuestView>) -> wasmtime::Result<()> {
+        let guest = self.table.delete(this)?;
+        self.usage.views -= 1;
+        self.usage.registrations -= guest
+            .registered
+            .values()
+            .map(|r| u64::from(r.count))
+            .sum::<u64>();
+        drop(guest);
+        Ok(())
+    }
+}
+
+/// Address of byte `at` after a registered offset, after checking `[at, at + len)` stays in
+/// its segment's payload.
+fn registered_address(
+    guest: &GuestView,
+    offset: WitOffset,
+    at: u64,
+    len: u64,
+) -> Result<*const u8, Error> {
+    let offset = convert::offset(offset)?;
+    let registration = guest
+        .registered
+        .get(&offset.as_u64())
+        .ok_or_else(|| Error::InvalidOffset(format!("{offset} is not registered")))?;
+    range(
+        at,
+        len,
+        registration.available,
+        "segment payload after the offset",
+    )?;
+    Ok((registration.address as *const u8).wrapping_add(at as usize))
+}
+
+impl Host for GuestState {
+    fn exists(&mut self, name: String) -> Outcome<bool> {
+        if let Err(e) = self.check_name(&name) {
+            return Ok(Err(e));
+        }
+        Ok(resmem::exists(&name, self.policy.config()).map_err(|e| Error::Io(e.to_string())))
+    }
+
+    fn list(&mut self) -> Outcome<Vec<String>> {
+        Ok(resmem::list(self.policy.config()).map_err(|e| Error::Io(e.to_string())))
+    }
+
+    fn remove(&mut self, name: String) -> Outcome<bool> {
+        if let Err(e) = self.check_name(&name) {
+            return Ok(Err(e));
+        }
+        let config = self.policy.config();
+        // Only leftovers: a memory whose owner (a guest, or a native process) is alive belongs
+        // to that owner, which removes it by dropping it.
+        if let Ok(view) = View::builder(&name).config(config).open(AccessMode::Read)
+            && view.is_owner_alive()
+        {
+            return Ok(Err(Error::PermissionDenied(
+                "the memory has a live owner; it is removed when its owner drops it".into(),
+            )));
+        }
+        // SAFETY: the owner is gone (checked above through its lock), so nobody's mappings
+        // depend on the names.
+        Ok(unsafe { resmem::remove(&name, config) }.map_err(|e| Error::Io(e.to_string())))
+    }
+}

@@ -1,0 +1,122 @@
+//! What a guest may do: its namespace and its quotas.
+
+use std::time::Duration;
+
+use resmem::Config;
+
+/// The namespace guests get when the host is given none. It is not a prefix of the native
+/// default (`resmem_`)'s other users, so guests cannot reach native memories by accident.
+pub const DEFAULT_NAMESPACE: &str = "resmem_guest_";
+
+const GIB: u64 = 1 << 30;
+const MIB: u64 = 1 << 20;
+
+/// Limits per guest (per store). Every one is enforced before the work is done, and a
+/// violation is the WIT error `quota-exceeded`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quotas {
+    /// Bytes of all data segments of all the guest's memories together.
+    pub shm_bytes: u64,
+    /// Largest chunk (and largest chunk-layout hint).
+    pub chunk_bytes: u64,
+    /// Chunks the guest holds at once, over all its memories.
+    pub live_chunks: u64,
+    /// Memories the guest owns at once.
+    pub memories: u32,
+    /// Views the guest has open at once.
+    pub views: u32,
+    /// Offsets registered at once, over all the guest's views.
+    pub registrations: u64,
+    /// Bytes one `read` or `write` call may move.
+    pub io_bytes: u64,
+    /// Longest wait a guest may ask of `view.open`.
+    pub open_timeout: Duration,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            shm_bytes: GIB,
+            chunk_bytes: 256 * MIB,
+            live_chunks: 1 << 16,
+            memories: 64,
+            views: 64,
+            registrations: 1 << 16,
+            io_bytes: 16 * MIB,
+            open_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Namespace, quotas and the native configuration (backend, permissions) guests run under.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    namespace: String,
+    quotas: Quotas,
+    config: Config,
+}
+
+impl Policy {
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder {
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            quotas: Quotas::default(),
+            config: Config::default(),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// The native configuration: `Config` with the namespace as its prefix.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct PolicyBuilder {
+    namespace: String,
+    quotas: Quotas,
+    config: Config,
+}
+
+impl PolicyBuilder {
+    /// The prefix of every OS object a guest creates or opens.
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.namespace = namespace.to_owned();
+        self
+    }
+
+    pub fn quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    /// Backend, suffix, permissions and prefaulting; the prefix is replaced by the namespace.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    pub fn build(self) -> Policy {
+        let config = self.config.prefix(&self.namespace);
+        Policy {
+            namespace: self.namespace,
+            quotas: self.quotas,
+            config,
+        }
+    }
+}

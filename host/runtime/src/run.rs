@@ -1,0 +1,134 @@
+//! Running guests: command components (`wasi:cli/run`) and filter plugins.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::p2::bindings::sync::Command;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use crate::bindings::{guest, plugin};
+use crate::engine::{self, EngineOptions};
+use crate::{GuestState, Policy};
+
+pub use crate::bindings::plugin::exports::resmem::memory::filter::Buffer;
+
+/// How a guest run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// `main` returned or the guest called `exit`: its exit code.
+    Exited(i32),
+    /// The guest trapped; the message says where and why.
+    Trapped(String),
+}
+
+impl RunOutcome {
+    /// The process exit code `resmem run` ends with: the guest's, or 101 after a trap (the
+    /// code of a panicking native Rust program).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Exited(code) => *code,
+            Self::Trapped(_) => 101,
+        }
+    }
+}
+
+/// An engine, a linker with WASI and `resizable-memory`, and the policy guests run under.
+/// Cheap to share between threads; every guest gets its own store.
+pub struct GuestHost {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    policy: Arc<Policy>,
+    options: EngineOptions,
+}
+
+impl GuestHost {
+    pub fn new(policy: Policy, options: EngineOptions) -> Result<Self> {
+        let engine = engine::new_engine()?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // The plugin world imports the same interface, so this one linker serves both worlds.
+        guest::Guest::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)?;
+        Ok(Self {
+            engine,
+            linker,
+            policy: Arc::new(policy),
+            options,
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or loads from the cache) a component.
+    pub fn load(&self, bytes: &[u8]) -> Result<Component> {
+        engine::load_component(&self.engine, bytes, &self.options)
+    }
+
+    /// A fresh store for one guest with the given WASI context.
+    pub fn store(&self, wasi: &mut WasiCtxBuilder) -> Store<GuestState> {
+        Store::new(
+            &self.engine,
+            GuestState::new(wasi.build(), Arc::clone(&self.policy)),
+        )
+    }
+
+    /// Runs a command component to completion. Its memories are released when its store is
+    /// dropped, whether it returned, exited or trapped.
+    pub fn run_command(
+        &self,
+        component: &Component,
+        wasi: &mut WasiCtxBuilder,
+    ) -> Result<RunOutcome> {
+        let mut store = self.store(wasi);
+        let command = Command::instantiate(&mut store, component, &self.linker)
+            .map_err(anyhow::Error::from)
+            .context("instantiating the component (is it a wasi:cli command?)")?;
+        let outcome = match command.wasi_cli_run().call_run(&mut store) {
+            Ok(Ok(())) => RunOutcome::Exited(0),
+            Ok(Err(())) => RunOutcome::Exited(1),
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(exit) => RunOutcome::Exited(exit.0),
+                None => RunOutcome::Trapped(format!("{e:?}")),
+            },
+        };
+        drop(store);
+        Ok(outcome)
+    }
+
+    /// Instantiates a filter plugin; it lives (with its memories) as long as the `Plugin`.
+    pub fn plugin(&self, component: &Component, wasi: &mut WasiCtxBuilder) -> Result<Plugin> {
+        let mut store = self.store(wasi);
+        let bindings = plugin::Plugin::instantiate(&mut store, component, &self.linker)
+            .map_err(anyhow::Error::from)
+            .context("instantiating the plugin (does it export resmem:memory/filter?)")?;
+        Ok(Plugin { store, bindings })
+    }
+}
+
+/// A running filter plugin.
+pub struct Plugin {
+    store: Store<GuestState>,
+    bindings: plugin::Plugin,
+}
+
+impl Plugin {
+    /// Hands one buffer to the plugin. `Err` is a trap (the plugin is unusable afterwards);
+    /// `Ok(Err(message))` is the plugin's own refusal.
+    pub fn process(&mut self, input: &Buffer) -> Result<Result<Option<Buffer>, String>> {
+        Ok(self
+            .bindings
+            .resmem_memory_filter()
+            .call_process(&mut self.store, input)?)
+    }
+
+    pub fn state(&self) -> &GuestState {
+        self.store.data()
+    }
+}

@@ -480,9 +480,13 @@ impl Host for GuestState {
         let config = self.policy.config();
         // Only leftovers: a memory whose owner (a guest, or a native process) is alive belongs
         // to that owner, which removes it by dropping it.
-        if let Ok(view) = View::builder(&name).config(config).open(AccessMode::Read)
-            && view.is_owner_alive()
-        {
+        let owner_alive = match View::builder(&name).config(config).open(AccessMode::Read) {
+            Ok(view) => view.is_owner_alive(),
+            // Being created right now: its owner is alive.
+            Err(resmem::OpenError::InitializationNotYetFinalized) => true,
+            Err(_) => false,
+        };
+        if owner_alive {
             return Ok(Err(Error::PermissionDenied(
                 "the memory has a live owner; it is removed when its owner drops it".into(),
             )));

@@ -1,9 +1,9 @@
 //! Plain files in a directory, mapped shared: inspectable with ordinary tools, and usable on
 //! hugetlbfs or any other file system that supports shared mappings.
 
-use std::fs::{File, OpenOptions, Permissions};
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::posix::list_dir;
@@ -44,10 +44,7 @@ impl Backend for FileBacked {
             .create_new(true)
             .mode(options.permissions)
             .open(&path)?;
-        let sized = file
-            .set_permissions(Permissions::from_mode(options.permissions))
-            .and_then(|()| file.set_len(size as u64))
-            .and_then(|()| Mapping::map_file(file, size, AccessMode::ReadWrite, options.prefault));
+        let sized = Mapping::create_file(file, size, options.permissions, options.prefault);
         if sized.is_err() {
             let _ = std::fs::remove_file(&path);
         }
@@ -59,9 +56,7 @@ impl Backend for FileBacked {
             .read(true)
             .write(access == AccessMode::ReadWrite)
             .open(self.dir.join(name))?;
-        let len = usize::try_from(file.metadata()?.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "object too large"))?;
-        Mapping::map_file(file, len, access, false)
+        Mapping::open_file(file, access)
     }
 
     fn remove(&self, name: &str) -> io::Result<bool> {

@@ -1,8 +1,8 @@
 //! A mapped object: an address range plus whatever keeps it alive.
 
-use std::fs::File;
+use std::fs::{File, Metadata, Permissions};
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,9 +43,34 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps all `len` bytes of `file` shared.
-    pub(crate) fn map_file(
+    /// Sizes a freshly created `file` to `size` bytes with exactly `permissions` (the umask
+    /// may have removed bits) and maps it read-write.
+    pub(crate) fn create_file(
         file: File,
+        size: usize,
+        permissions: u32,
+        prefault: bool,
+    ) -> io::Result<Self> {
+        let meta = file.metadata()?;
+        if meta.mode() & 0o777 != permissions {
+            file.set_permissions(Permissions::from_mode(permissions))?;
+        }
+        file.set_len(size as u64)?;
+        Self::map_file(file, &meta, size, AccessMode::ReadWrite, prefault)
+    }
+
+    /// Maps all of an existing `file`.
+    pub(crate) fn open_file(file: File, access: AccessMode) -> io::Result<Self> {
+        let meta = file.metadata()?;
+        let len = usize::try_from(meta.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "object too large"))?;
+        Self::map_file(file, &meta, len, access, false)
+    }
+
+    /// Maps `len` bytes of `file` shared; `meta` is the file's metadata.
+    fn map_file(
+        file: File,
+        meta: &Metadata,
         len: usize,
         access: AccessMode,
         prefault: bool,
@@ -67,7 +92,6 @@ impl Mapping {
         };
         let ptr = NonNull::new(map.as_mut_ptr())
             .ok_or_else(|| io::Error::other("mmap returned a null address"))?;
-        let meta = file.metadata()?;
         Ok(Self {
             ptr,
             len,

@@ -1,8 +1,7 @@
 //! POSIX shared memory: `shm_open` objects under `/dev/shm`.
 
-use std::fs::{File, Permissions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -42,10 +41,7 @@ impl Backend for PosixShm {
             mode,
         )?;
         let file = File::from(fd);
-        let sized = file
-            .set_permissions(Permissions::from_mode(options.permissions))
-            .and_then(|()| file.set_len(size as u64))
-            .and_then(|()| Mapping::map_file(file, size, AccessMode::ReadWrite, options.prefault));
+        let sized = Mapping::create_file(file, size, options.permissions, options.prefault);
         if sized.is_err() {
             let _ = shm_unlink(path.as_str());
         }
@@ -59,9 +55,7 @@ impl Backend for PosixShm {
         };
         let fd = shm_open(os_name(name).as_str(), flags, Mode::empty())?;
         let file = File::from(fd);
-        let len = usize::try_from(file.metadata()?.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "object too large"))?;
-        Mapping::map_file(file, len, access, false)
+        Mapping::open_file(file, access)
     }
 
     fn remove(&self, name: &str) -> io::Result<bool> {

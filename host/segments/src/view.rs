@@ -286,12 +286,11 @@ impl View {
                 // Only this function installs, under the lock, after seeing the slot free.
                 return Err(OpenError::InternalError);
             }
-            if is_newest {
-                if let Some((previous, _)) = newest.replace((id, info.sequence))
-                    && previous != id
-                {
-                    self.slots[previous.index()].retire(drop);
-                }
+            if is_newest
+                && let Some((previous, _)) = newest.replace((id, info.sequence))
+                && previous != id
+            {
+                self.slots[previous.index()].retire(drop);
             }
             return Ok(base.wrapping_add(offset as usize) as *const u8);
         }

@@ -42,57 +42,57 @@ fn main() {
     // `cargo bench` passes `--bench`; a plain `cargo test --benches` passes nothing else we use.
     let hot = scaled(31);
     let slow = scaled(51);
-    let mut rows = Vec::new();
-
-    rows.push(row(
-        "allocate+deallocate 64 B",
-        "ns/pair",
-        0.5,
-        &iceoryx2_anchor::pair_64(hot, 20_000),
-        &resmem_side::pair_64(hot, 20_000),
-    ));
-    rows.push(row(
-        "burst 1000 alloc, 1000 free",
-        "ns/op",
-        0.5,
-        &iceoryx2_anchor::burst_1000(hot, 20),
-        &resmem_side::burst_1000(hot, 20),
-    ));
-    rows.push(row(
-        "view register+unregister",
-        "ns/pair",
-        1.0,
-        &iceoryx2_anchor::view_register_unregister(hot, 20_000),
-        &resmem_side::view_register_unregister(hot, 20_000),
-    ));
-    rows.push(row(
-        "allocation forcing a new segment",
-        "ns",
-        1.0,
-        &iceoryx2_anchor::growth(slow),
-        &resmem_side::growth(slow),
-    ));
-    rows.push(row(
-        "view's first mapping of a segment",
-        "ns",
-        1.0,
-        &iceoryx2_anchor::first_mapping(slow),
-        &resmem_side::first_mapping(slow),
-    ));
-    rows.push(row(
-        "create an owner",
-        "ns",
-        0.3,
-        &iceoryx2_anchor::owner_create(slow),
-        &resmem_side::owner_create(slow),
-    ));
-    rows.push(row(
-        "open a view",
-        "ns",
-        0.3,
-        &iceoryx2_anchor::view_open(slow),
-        &resmem_side::view_open(slow),
-    ));
+    let mut rows = vec![
+        row(
+            "allocate+deallocate 64 B",
+            "ns/pair",
+            0.5,
+            &iceoryx2_anchor::pair_64(hot, 20_000),
+            &resmem_side::pair_64(hot, 20_000),
+        ),
+        row(
+            "burst 1000 alloc, 1000 free",
+            "ns/op",
+            0.5,
+            &iceoryx2_anchor::burst_1000(hot, 20),
+            &resmem_side::burst_1000(hot, 20),
+        ),
+        row(
+            "view register+unregister",
+            "ns/pair",
+            1.0,
+            &iceoryx2_anchor::view_register_unregister(hot, 20_000),
+            &resmem_side::view_register_unregister(hot, 20_000),
+        ),
+        row(
+            "allocation forcing a new segment",
+            "ns",
+            1.0,
+            &iceoryx2_anchor::growth(slow),
+            &resmem_side::growth(slow),
+        ),
+        row(
+            "view's first mapping of a segment",
+            "ns",
+            1.0,
+            &iceoryx2_anchor::first_mapping(slow),
+            &resmem_side::first_mapping(slow),
+        ),
+        row(
+            "create an owner",
+            "ns",
+            0.3,
+            &iceoryx2_anchor::owner_create(slow),
+            &resmem_side::owner_create(slow),
+        ),
+        row(
+            "open a view",
+            "ns",
+            0.3,
+            &iceoryx2_anchor::view_open(slow),
+            &resmem_side::view_open(slow),
+        ),
+    ];
     let writes = scaled(7);
     let (anchor_first, anchor_warm) = iceoryx2_anchor::first_write_64mib(writes);
     let (ours_first, ours_warm) = resmem_side::first_write_64mib(writes, false);

@@ -84,7 +84,10 @@ impl ChunkAllocator for BumpAllocator {
     fn grow_in_place(&self, offset: u64, _old: Layout, new: Layout) -> bool {
         let mut state = self.state();
         let end = offset.saturating_add((new.size() as u64).max(1));
-        if state.last != Some(offset) || offset % new.align() as u64 != 0 || end > self.capacity() {
+        if state.last != Some(offset)
+            || !offset.is_multiple_of(new.align() as u64)
+            || end > self.capacity()
+        {
             return false;
         }
         state.cursor = state.cursor.max(end);

@@ -165,7 +165,7 @@ impl ChunkAllocator for PoolAllocator {
     fn grow_in_place(&self, offset: u64, _old: Layout, new: Layout) -> bool {
         new.size() <= self.layout.chunk_size
             && new.align() <= self.layout.chunk_align
-            && offset % new.align() as u64 == 0
+            && offset.is_multiple_of(new.align() as u64)
     }
 
     fn chunks_in_use(&self) -> usize {

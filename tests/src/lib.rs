@@ -65,6 +65,73 @@ pub fn fill_pattern(buf: &mut [u8], seed: u64) {
     tail.copy_from_slice(&last[..tail.len()]);
 }
 
+/// The byte pattern the WebAssembly guests write and check (`resmem_guest::pattern`): the
+/// SDK's own file, included here, so a native peer checks exactly what a guest wrote.
+#[path = "../../guest/sdk/src/pattern.rs"]
+pub mod guest_pattern;
+
+/// Which byte pattern a chunk holds: this crate's ([`pattern_byte`], the default) or the
+/// guests' ([`guest_pattern`]). Written `e2e` or `guest` on a command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pattern {
+    #[default]
+    E2e,
+    Guest,
+}
+
+impl Pattern {
+    /// The expected byte at `index` of a chunk filled with `seed`.
+    pub fn byte(self, seed: u64, index: u64) -> u8 {
+        match self {
+            Self::E2e => pattern_byte(seed, index),
+            Self::Guest => guest_pattern::byte(seed, index),
+        }
+    }
+
+    /// Fills `buf` (a whole chunk, or its prefix) with the pattern of `seed`.
+    pub fn fill(self, buf: &mut [u8], seed: u64) {
+        match self {
+            Self::E2e => fill_pattern(buf, seed),
+            Self::Guest => guest_pattern::fill(seed, 0, buf),
+        }
+    }
+
+    /// Checks every byte of `buf` against the pattern of `seed`.
+    pub fn check(self, buf: &[u8], seed: u64) -> Result<(), Mismatch> {
+        match self {
+            Self::E2e => check_pattern(buf, seed),
+            Self::Guest => {
+                let Some(index) = guest_pattern::first_mismatch(seed, 0, buf) else {
+                    return Ok(());
+                };
+                let count = buf
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, &b)| b != guest_pattern::byte(seed, i as u64))
+                    .count() as u64;
+                Err(Mismatch {
+                    index,
+                    expected: guest_pattern::byte(seed, index),
+                    found: buf[index as usize],
+                    count,
+                })
+            }
+        }
+    }
+}
+
+impl FromStr for Pattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "e2e" => Ok(Self::E2e),
+            "guest" => Ok(Self::Guest),
+            other => Err(format!("unknown pattern {other:?}: expected e2e or guest")),
+        }
+    }
+}
+
 /// Where, and how badly, a chunk differs from its pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mismatch {
@@ -271,6 +338,33 @@ mod tests {
         assert_eq!(m.expected, pattern_byte(3, 17));
         assert_eq!(m.found, pattern_byte(3, 17) ^ 0x01);
         assert_eq!(m.count, 2);
+    }
+
+    #[test]
+    fn guest_pattern_is_the_guests_formula_and_checks_like_ours() {
+        // The formula of guest/README.md, written out independently.
+        let reference = |seed: u64, i: u64| {
+            (i.wrapping_mul(0x9E37_79B9)
+                .wrapping_add(seed.wrapping_mul(0x51))
+                >> 3) as u8
+        };
+        let mut buf = vec![0u8; 5000];
+        Pattern::Guest.fill(&mut buf, 9);
+        for (i, &b) in buf.iter().enumerate() {
+            assert_eq!(b, reference(9, i as u64), "byte {i}");
+            assert_eq!(b, Pattern::Guest.byte(9, i as u64));
+        }
+        assert_eq!(Pattern::Guest.check(&buf, 9), Ok(()));
+        assert!(Pattern::Guest.check(&buf, 10).is_err());
+        assert!(Pattern::E2e.check(&buf, 9).is_err());
+        buf[4999] ^= 0x5A;
+        buf[3] ^= 1;
+        let m = Pattern::Guest.check(&buf, 9).unwrap_err();
+        assert_eq!((m.index, m.count), (3, 2));
+        assert_eq!(m.found, reference(9, 3) ^ 1);
+        assert_eq!("guest".parse(), Ok(Pattern::Guest));
+        assert_eq!("e2e".parse(), Ok(Pattern::E2e));
+        assert!("nope".parse::<Pattern>().is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
-use crate::bindings::{guest, plugin};
+use crate::bindings::{bench, guest, plugin};
 use crate::engine::{self, EngineOptions};
 use crate::{GuestState, Policy};
 
@@ -50,6 +50,11 @@ impl GuestHost {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         // The plugin world imports the same interface, so this one linker serves both worlds.
         guest::Guest::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)?;
+        // The no-op host call of the bridge benchmark (world `bench`); any guest may import it.
+        bench::resmem::memory::bench_support::add_to_linker::<GuestState, HasSelf<GuestState>>(
+            &mut linker,
+            |s| s,
+        )?;
         Ok(Self {
             engine,
             linker,

@@ -57,8 +57,12 @@ pub struct MgmtHeader {
     /// Random per memory: tells this memory's segments from those of a later memory that was
     /// created under the same name after this one was removed.
     memory_id: AtomicU64,
-    /// FNV-1a over the immutable fields above.
+    /// FNV-1a over the immutable fields.
     checksum: AtomicU64,
+    /// FNV-1a of the prefix (namespace) the memory was created under: with nested prefixes
+    /// (`P` and `Pinner_`) one OS name can be spelled two ways, and a view opened through the
+    /// other spelling must not reach the memory.
+    prefix_hash: AtomicU64,
     slots: [SlotRecord; MAX_SEGMENTS],
 }
 
@@ -69,6 +73,7 @@ pub const MGMT_SIZE: usize = size_of::<MgmtHeader>();
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderInfo {
     pub memory_id: u64,
+    pub prefix_hash: u64,
     pub owner_pid: u32,
     pub allocator: AllocatorKind,
     pub strategy: AllocationStrategy,
@@ -83,15 +88,21 @@ pub struct SlotInfo {
     pub chunks_in_use: u64,
 }
 
+fn fnv1a_bytes(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes
+        .into_iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
 fn fnv1a(words: &[u64]) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-    for word in words {
-        for byte in word.to_le_bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
+    fnv1a_bytes(words.iter().flat_map(|w| w.to_le_bytes()))
+}
+
+/// The hash of a prefix as the header records it.
+pub fn prefix_hash(prefix: &str) -> u64 {
+    fnv1a_bytes(prefix.bytes())
 }
 
 impl MgmtHeader {
@@ -105,10 +116,11 @@ impl MgmtHeader {
         unsafe { &*(ptr as *const Self) }
     }
 
-    fn immutable_words(&self) -> [u64; 5] {
+    fn immutable_words(&self) -> [u64; 6] {
         [
             self.magic.load(Ordering::Relaxed),
             self.memory_id.load(Ordering::Relaxed),
+            self.prefix_hash.load(Ordering::Relaxed),
             (u64::from(self.version.load(Ordering::Relaxed)) << 32)
                 | u64::from(self.header_size.load(Ordering::Relaxed)),
             (u64::from(self.owner_pid.load(Ordering::Relaxed)) << 32)
@@ -122,6 +134,7 @@ impl MgmtHeader {
     pub fn init(
         &self,
         memory_id: u64,
+        prefix: &str,
         owner_pid: u32,
         allocator: AllocatorKind,
         strategy: AllocationStrategy,
@@ -129,6 +142,8 @@ impl MgmtHeader {
         self.state.store(0, Ordering::Relaxed);
         self.magic.store(MAGIC, Ordering::Relaxed);
         self.memory_id.store(memory_id, Ordering::Relaxed);
+        self.prefix_hash
+            .store(prefix_hash(prefix), Ordering::Relaxed);
         self.version.store(LAYOUT_VERSION, Ordering::Relaxed);
         self.header_size.store(MGMT_SIZE as u32, Ordering::Relaxed);
         self.owner_pid.store(owner_pid, Ordering::Relaxed);
@@ -148,6 +163,13 @@ impl MgmtHeader {
     pub fn set_current(&self, id: SegmentId) {
         self.current_segment
             .store(u32::from(id.value()), Ordering::Release);
+    }
+
+    /// Whether the memory was created under `prefix`, as written, without validation: `None`
+    /// when the header does not even carry the magic.
+    pub fn raw_created_under(&self, prefix: &str) -> Option<bool> {
+        (self.magic.load(Ordering::Relaxed) == MAGIC)
+            .then(|| self.prefix_hash.load(Ordering::Relaxed) == prefix_hash(prefix))
     }
 
     /// The memory id as written, without validation (also before the header is ready).
@@ -194,6 +216,7 @@ impl MgmtHeader {
         let current_segment = self.live_current_segment()?;
         Ok(HeaderInfo {
             memory_id: self.memory_id.load(Ordering::Relaxed),
+            prefix_hash: self.prefix_hash.load(Ordering::Relaxed),
             owner_pid: self.owner_pid.load(Ordering::Relaxed),
             allocator,
             strategy,

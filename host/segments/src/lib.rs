@@ -71,11 +71,14 @@ pub use view::{View, ViewBuilder};
 use error::manage_error;
 
 /// Names of all memories under `config` (those whose management segment exists), sorted.
+/// Memories created under a longer prefix that merely starts with this one (`P` and
+/// `Pinner_`) are not listed: they belong to that other namespace.
 pub fn list(config: &Config) -> Result<Vec<String>, ManageError> {
     let objects = config.get_backend().list().map_err(|e| manage_error(&e))?;
     let mut names: Vec<String> = objects
         .iter()
         .filter_map(|os| name::parse_mgmt(os, config))
+        .filter(|name| created_under(name, config) != Some(false))
         .map(str::to_owned)
         .collect();
     names.sort();
@@ -83,13 +86,46 @@ pub fn list(config: &Config) -> Result<Vec<String>, ManageError> {
     Ok(names)
 }
 
-/// Whether a memory called `name` exists under `config`.
+/// Whether a memory called `name` exists under `config` (and was created under its prefix).
 pub fn exists(name: &str, config: &Config) -> Result<bool, ManageError> {
     name::validate(name, config)?;
-    config
+    let found = config
         .get_backend()
         .exists(&name::mgmt_name(name, config))
-        .map_err(|e| manage_error(&e))
+        .map_err(|e| manage_error(&e))?;
+    Ok(found && created_under(name, config) != Some(false))
+}
+
+/// Whether the owner of memory `name` is alive (or still creating it): it holds the lock on the
+/// management object from before the object has a size until it is dropped, and the OS drops
+/// the lock when the process dies, even if its pid is reused. Decided without reading the
+/// header, so garbage written into it by a peer cannot make a live owner look dead.
+pub fn is_owner_alive(name: &str, config: &Config) -> Result<bool, ManageError> {
+    name::validate(name, config)?;
+    match config
+        .get_backend()
+        .is_locked(&name::mgmt_name(name, config))
+    {
+        Ok(locked) => Ok(locked),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(manage_error(&e)),
+    }
+}
+
+/// Whether memory `name`'s header says it was created under `config`'s prefix; `None` when the
+/// header cannot be read.
+fn created_under(name: &str, config: &Config) -> Option<bool> {
+    let mgmt = config
+        .get_backend()
+        .open(&name::mgmt_name(name, config), AccessMode::Read)
+        .ok()?;
+    if mgmt.len() < header::MGMT_SIZE {
+        return None;
+    }
+    // SAFETY: a mapping is page aligned and this one is at least MGMT_SIZE long; it lives
+    // until the end of this function.
+    let header = unsafe { header::MgmtHeader::from_ptr(mgmt.as_ptr()) };
+    header.raw_created_under(config.get_prefix())
 }
 
 /// Removes every OS object of the memory `name` (management segment and any data segment,
@@ -101,6 +137,10 @@ pub fn exists(name: &str, config: &Config) -> Result<bool, ManageError> {
 /// Call this for memories whose owner is gone.
 pub unsafe fn remove(name: &str, config: &Config) -> Result<bool, ManageError> {
     name::validate(name, config)?;
+    if created_under(name, config) == Some(false) {
+        // Another namespace's memory seen through a nested prefix: not ours to remove.
+        return Ok(false);
+    }
     let backend = config.get_backend();
     let targets: Vec<String> = match backend.list() {
         Ok(objects) => objects

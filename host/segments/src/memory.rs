@@ -84,7 +84,10 @@ impl MemoryBuilder {
             .create(
                 &name::mgmt_name(&self.name, &self.config),
                 mgmt_size,
-                &create_options(&self.config),
+                &CreateOptions {
+                    lock_exclusive: true,
+                    ..create_options(&self.config)
+                },
             )
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => CreateError::AlreadyExists,
@@ -107,17 +110,12 @@ impl MemoryBuilder {
             budget: self.budget,
             abandoned: false,
         };
-        // From here on, dropping `memory` removes whatever was created.
-        if !memory
-            .mgmt
-            .try_lock_exclusive()
-            .map_err(|_| CreateError::InternalError)?
-        {
-            return Err(CreateError::InternalError);
-        }
+        // From here on, dropping `memory` removes whatever was created. The management
+        // object was locked at creation: the lock says "owner alive" to every process.
         let header = memory.header();
         header.init(
             memory.memory_id,
+            memory.config.get_prefix(),
             std::process::id(),
             memory.allocator,
             memory.strategy,
@@ -156,6 +154,7 @@ fn create_options(config: &Config) -> CreateOptions {
     CreateOptions {
         permissions: config.get_permissions(),
         prefault: config.get_prefault(),
+        lock_exclusive: false,
     }
 }
 

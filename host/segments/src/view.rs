@@ -64,6 +64,10 @@ impl ViewBuilder {
                     } else {
                         return Err(OpenError::Corrupted);
                     };
+                    if info.prefix_hash != crate::header::prefix_hash(self.config.get_prefix()) {
+                        // Another namespace's memory, reached through a nested prefix.
+                        return Err(OpenError::DoesNotExist);
+                    }
                     Ok((mgmt, info))
                 });
             match attempt {

@@ -355,6 +355,7 @@ fn prefaulted_memories_work_like_any_other(env: &Env) {
     let options = resmem::backend::CreateOptions {
         permissions: 0o600,
         prefault: true,
+        lock_exclusive: false,
     };
     let size = 64 * common::page();
     let mapping = env

@@ -439,7 +439,13 @@ fn open_waits_for_initialisation_to_finish(env: &Env) {
             // SAFETY: the mapping is page aligned and at least MGMT_SIZE long; it lives
             // until the end of the test.
             let header = unsafe { MgmtHeader::from_ptr(mgmt.as_ptr()) };
-            header.init(FAKE_MEMORY_ID, FAKE_PID, AllocatorKind::Pool, BestFit);
+            header.init(
+                FAKE_MEMORY_ID,
+                env.prefix(),
+                FAKE_PID,
+                AllocatorKind::Pool,
+                BestFit,
+            );
             let seg_layout: SegmentLayout = AllocatorKind::Pool
                 .initial_layout(layout(8, 8), 2)
                 .expect("a valid layout");

@@ -24,7 +24,9 @@
 //! allocate (growing if needed), fill, print the chunk's `offset=...` line.
 //!
 //! Every mode takes `--backend-dir DIR` to use the `FileBacked` backend in DIR instead of POSIX
-//! shared memory.
+//! shared memory, and `--pattern e2e|guest` to choose the byte pattern it writes and checks:
+//! `e2e` (the default, `resmem_e2e::pattern_byte`) or `guest`, the pattern the wasm guests
+//! write (`resmem_e2e::guest_pattern`), for verifying chunks a guest filled.
 //!
 //! Exit codes: see `resmem_e2e::exit`. Every mode exits by itself after `--max-lifetime-s`
 //! (default 300) so that a test harness that died cannot leave it running forever.
@@ -37,9 +39,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use resmem::{AccessMode, AllocationStrategy, Config, FileBacked, Memory, OpenError, View};
-use resmem_e2e::{
-    ChunkSpec, Mismatch, READY_LINE, VerifySummary, check_pattern, exit, fill_pattern,
-};
+use resmem_e2e::{ChunkSpec, Mismatch, Pattern, READY_LINE, VerifySummary, exit};
 
 /// Why a peer operation failed; decides the exit code (one-shot) or the `err` line (serve).
 enum Failure {
@@ -104,6 +104,7 @@ struct Options {
     backend_dir: Option<String>,
     duration: Option<Duration>,
     stop_on_error: bool,
+    pattern: Pattern,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -135,6 +136,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         backend_dir: None,
         duration: None,
         stop_on_error: false,
+        pattern: Pattern::E2e,
     };
     let mut i = 0;
     let value = |i: &mut usize, flag: &str| -> Result<String> {
@@ -196,6 +198,12 @@ fn parse_options(args: &[String]) -> Result<Options> {
                 o.duration = Some(Duration::from_millis(number(value(&mut i, flag)?, flag)?))
             }
             "--stop-on-error" => o.stop_on_error = true,
+            "--pattern" => {
+                let text = value(&mut i, flag)?;
+                o.pattern = text
+                    .parse()
+                    .map_err(|e: String| usage(format!("--pattern: {e}")))?;
+            }
             "--count" => o.count = number(value(&mut i, flag)?, flag)? as usize,
             "--chunk-hint" => o.chunk_hint = number(value(&mut i, flag)?, flag)? as usize,
             "--seed-base" => o.seed_base = number(value(&mut i, flag)?, flag)?,
@@ -295,22 +303,24 @@ impl Drop for Registered<'_> {
     }
 }
 
-fn check_chunk(spec: ChunkSpec, ptr: *const u8) -> Result<()> {
+fn check_chunk(spec: ChunkSpec, ptr: *const u8, pattern: Pattern) -> Result<()> {
     // SAFETY: `ptr` is the registered translation of `spec.offset`, which the test names as a
     // chunk of at least `spec.len` bytes inside its segment's mapping; no process writes these
     // bytes while a peer verifies them (the tests' protocol).
     let bytes = unsafe { std::slice::from_raw_parts(ptr, spec.len) };
-    check_pattern(bytes, spec.seed).map_err(|m| Failure::Mismatch(spec, m))
+    pattern
+        .check(bytes, spec.seed)
+        .map_err(|m| Failure::Mismatch(spec, m))
 }
 
 /// Registers every offset, checks every byte, unregisters.
-fn verify(view: &View, specs: &[ChunkSpec]) -> Result<VerifySummary> {
+fn verify(view: &View, specs: &[ChunkSpec], pattern: Pattern) -> Result<VerifySummary> {
     let mut registered = Registered::new(view);
     for &spec in specs {
         registered.register(spec)?;
     }
     for &(spec, ptr) in &registered.entries {
-        check_chunk(spec, ptr)?;
+        check_chunk(spec, ptr, pattern)?;
     }
     let active_segments = view.number_of_active_segments();
     registered.unregister_all();
@@ -323,7 +333,7 @@ fn verify(view: &View, specs: &[ChunkSpec]) -> Result<VerifySummary> {
 }
 
 /// Fills every chunk with its pattern through a read-write view.
-fn write(view: &View, specs: &[ChunkSpec]) -> Result<u64> {
+fn write(view: &View, specs: &[ChunkSpec], pattern: Pattern) -> Result<u64> {
     if view.access_mode() != AccessMode::ReadWrite {
         return Err(Failure::Other(anyhow!(
             "refusing to write through a {:?} view",
@@ -337,7 +347,7 @@ fn write(view: &View, specs: &[ChunkSpec]) -> Result<u64> {
         // least `spec.len` bytes (the test's contract) and the owner does not touch it while a
         // peer writes (the tests' protocol).
         let bytes = unsafe { std::slice::from_raw_parts_mut(ptr.cast_mut(), spec.len) };
-        fill_pattern(bytes, spec.seed);
+        pattern.fill(bytes, spec.seed);
     }
     Ok(specs.iter().map(|s| s.len as u64).sum())
 }
@@ -402,22 +412,23 @@ fn serve(options: &Options) -> Result<()> {
         };
         let reply: Result<String> = match command {
             "verify" => specs()
-                .and_then(|s| verify(&view, &s))
+                .and_then(|s| verify(&view, &s, options.pattern))
                 .map(|s| s.to_string()),
             "write" => specs().and_then(|s| {
-                write(&view, &s).map(|bytes| format!("wrote {bytes} bytes in {} offsets", s.len()))
+                write(&view, &s, options.pattern)
+                    .map(|bytes| format!("wrote {bytes} bytes in {} offsets", s.len()))
             }),
             "hold" => specs().and_then(|s| {
                 for spec in s {
                     let ptr = held.register(spec)?;
-                    check_chunk(spec, ptr)?;
+                    check_chunk(spec, ptr, options.pattern)?;
                 }
                 Ok(format!("held {}", held.entries.len()))
             }),
             "check-held" => held
                 .entries
                 .iter()
-                .try_for_each(|&(spec, ptr)| check_chunk(spec, ptr))
+                .try_for_each(|&(spec, ptr)| check_chunk(spec, ptr, options.pattern))
                 .map(|()| {
                     VerifySummary {
                         bytes: held.entries.iter().map(|(s, _)| s.len as u64).sum(),
@@ -448,7 +459,7 @@ fn serve(options: &Options) -> Result<()> {
                     .collect::<Result<_>>()?;
                 let mut last = None;
                 for _ in 0..count {
-                    last = Some(verify(&view, &specs)?);
+                    last = Some(verify(&view, &specs, options.pattern)?);
                 }
                 let last = last.ok_or_else(|| Failure::Usage("repeat 0".into()))?;
                 Ok(format!("repeated {count} {last}"))
@@ -532,7 +543,7 @@ fn open_loop(options: &Options) -> Result<()> {
 
 /// Serves `alloc <size> <seed>` lines (allocate, fill, print the chunk's owner line, or
 /// `err ...`) until any other line or the end of input, which it returns (`None` at the end).
-fn owner_commands(memory: &Memory) -> Result<Option<String>> {
+fn owner_commands(memory: &Memory, pattern: Pattern) -> Result<Option<String>> {
     let mut stdout = std::io::stdout();
     for line in std::io::stdin().lock().lines() {
         let line = line.context("stdin")?;
@@ -541,7 +552,7 @@ fn owner_commands(memory: &Memory) -> Result<Option<String>> {
             return Ok(Some(line));
         };
         let reply = match (size.parse::<usize>(), seed.parse::<u64>()) {
-            (Ok(size), Ok(seed)) => alloc_filled(memory, size, seed)
+            (Ok(size), Ok(seed)) => alloc_filled(memory, size, seed, pattern)
                 .map(|spec| spec.owner_line())
                 .unwrap_or_else(|e| format!("err {e}")),
             _ => format!("err bad alloc line {line:?}"),
@@ -552,7 +563,7 @@ fn owner_commands(memory: &Memory) -> Result<Option<String>> {
     Ok(None)
 }
 
-fn alloc_filled(memory: &Memory, size: usize, seed: u64) -> Result<ChunkSpec> {
+fn alloc_filled(memory: &Memory, size: usize, seed: u64, pattern: Pattern) -> Result<ChunkSpec> {
     let layout = Layout::from_size_align(size, 8)
         .map_err(|e| Failure::Other(anyhow!("layout {size}: {e}")))?;
     let chunk = memory
@@ -560,7 +571,7 @@ fn alloc_filled(memory: &Memory, size: usize, seed: u64) -> Result<ChunkSpec> {
         .map_err(|e| Failure::Other(anyhow!("allocate {size}: {e:?} ({e})")))?;
     // SAFETY: a fresh chunk of at least `size` bytes that only this process uses until it has
     // printed its offset.
-    fill_pattern(
+    pattern.fill(
         unsafe { std::slice::from_raw_parts_mut(chunk.data_ptr, size) },
         seed,
     );
@@ -582,7 +593,7 @@ fn owner(options: &Options) -> Result<()> {
         .map_err(|e| Failure::Other(anyhow!("create {name}: {e:?} ({e})")))?;
     let mut stdout = std::io::stdout();
     for (i, &size) in options.sizes.iter().enumerate() {
-        let spec = alloc_filled(&memory, size, options.seed_base + i as u64)?;
+        let spec = alloc_filled(&memory, size, options.seed_base + i as u64, options.pattern)?;
         writeln!(stdout, "{}", spec.owner_line()).context("stdout")?;
     }
     writeln!(
@@ -597,23 +608,23 @@ fn owner(options: &Options) -> Result<()> {
     stdout.flush().context("stdout")?;
     match options.on_exit {
         OnExit::Drop => {
-            owner_commands(&memory)?;
+            owner_commands(&memory, options.pattern)?;
             drop(memory);
             println!("dropped");
         }
         OnExit::Abandon => {
-            owner_commands(&memory)?;
+            owner_commands(&memory, options.pattern)?;
             memory.abandon();
             println!("abandoned");
         }
         OnExit::Abort => {
-            owner_commands(&memory)?;
+            owner_commands(&memory, options.pattern)?;
             std::process::abort();
         }
         OnExit::Hang => {
             // Ignore every other line; only the end of input (the test harness is gone) ends
             // the wait, and then we clean up rather than leak. A test SIGKILLs us before that.
-            while owner_commands(&memory)?.is_some() {}
+            while owner_commands(&memory, options.pattern)?.is_some() {}
             drop(memory);
             println!("dropped");
         }
@@ -646,16 +657,16 @@ fn run(args: &[String]) -> Result<()> {
                 }
                 print_maps(&options)?;
                 drop(registered);
-                verify(&view, &options.offsets)?
+                verify(&view, &options.offsets, options.pattern)?
             } else {
-                verify(&view, &options.offsets)?
+                verify(&view, &options.offsets, options.pattern)?
             };
             println!("{summary}");
             println!("owner_alive={}", view.is_owner_alive());
         }
         "write" => {
             let view = options.open_view(AccessMode::ReadWrite)?;
-            let bytes = write(&view, &options.offsets)?;
+            let bytes = write(&view, &options.offsets, options.pattern)?;
             println!("wrote {bytes} bytes in {} offsets", options.offsets.len());
         }
         "serve" => serve(&options)?,

@@ -109,19 +109,15 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
 
 pub fn rm(args: &RmArgs) -> Result<i32> {
     let (namespace, config) = args.namespace.resolve();
-    match open(&args.name, &config) {
-        Ok(view) if view.is_owner_alive() && !args.force => bail!(
-            "'{}' has a live owner (pid {}); it removes the memory when it exits (or use --force)",
-            args.name,
-            view.header_info().owner_pid
-        ),
-        Err(OpenError::InitializationNotYetFinalized) if !args.force => {
-            bail!(
-                "'{}' is being created right now (or use --force)",
-                args.name
-            )
-        }
-        _ => {}
+    // The owner's lock decides, not the header, which a peer may have overwritten.
+    if !args.force && resmem::is_owner_alive(&args.name, &config)? {
+        let pid = open(&args.name, &config)
+            .map(|view| view.header_info().owner_pid.to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        bail!(
+            "'{}' has a live owner (pid {pid}); it removes the memory when it exits (or use --force)",
+            args.name
+        );
     }
     // SAFETY: the owner is gone (its lock is free) or the user forced the removal knowing that
     // the live owner keeps only its own mappings.

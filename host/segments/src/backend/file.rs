@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::mapping::is_locked_by_other;
 use super::posix::list_dir;
 use super::{Backend, CreateOptions, Mapping};
 use crate::AccessMode;
@@ -44,7 +45,7 @@ impl Backend for FileBacked {
             .create_new(true)
             .mode(options.permissions)
             .open(&path)?;
-        let sized = Mapping::create_file(file, size, options.permissions, options.prefault);
+        let sized = Mapping::create_file(file, size, options);
         if sized.is_err() {
             let _ = std::fs::remove_file(&path);
         }
@@ -73,5 +74,9 @@ impl Backend for FileBacked {
 
     fn list(&self) -> io::Result<Vec<String>> {
         list_dir(&self.dir)
+    }
+
+    fn is_locked(&self, name: &str) -> io::Result<bool> {
+        is_locked_by_other(&File::open(self.dir.join(name))?)
     }
 }

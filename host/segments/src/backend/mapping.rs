@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use super::CreateOptions;
 use super::process_local::HeapRegion;
 use crate::AccessMode;
 
@@ -48,9 +49,16 @@ impl Mapping {
     pub(crate) fn create_file(
         file: File,
         size: usize,
-        permissions: u32,
-        prefault: bool,
+        options: &CreateOptions,
     ) -> io::Result<Self> {
+        if options.lock_exclusive && !try_lock(&file)? {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a new object is locked by someone else",
+            ));
+        }
+        let permissions = options.permissions;
+        let prefault = options.prefault;
         let meta = file.metadata()?;
         if meta.mode() & 0o777 != permissions {
             file.set_permissions(Permissions::from_mode(permissions))?;
@@ -141,11 +149,7 @@ impl Mapping {
             Keep::Mmap { file: None, .. } => Err(closed()),
             Keep::Mmap {
                 file: Some(file), ..
-            } => match file.try_lock() {
-                Ok(()) => Ok(true),
-                Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-                Err(std::fs::TryLockError::Error(e)) => Err(e),
-            },
+            } => try_lock(file),
             Keep::Heap { region, holds_lock } => {
                 if holds_lock.load(Ordering::Acquire) {
                     return Ok(true);
@@ -181,18 +185,32 @@ impl Mapping {
             Keep::Mmap { file: None, .. } => Err(closed()),
             Keep::Mmap {
                 file: Some(file), ..
-            } => match file.try_lock_shared() {
-                Ok(()) => {
-                    file.unlock()?;
-                    Ok(false)
-                }
-                Err(std::fs::TryLockError::WouldBlock) => Ok(true),
-                Err(std::fs::TryLockError::Error(e)) => Err(e),
-            },
+            } => is_locked_by_other(file),
             Keep::Heap { region, holds_lock } => {
                 Ok(region.is_locked() && !holds_lock.load(Ordering::Acquire))
             }
         }
+    }
+}
+
+/// Takes the exclusive lock without blocking; `false` when another handle holds it.
+fn try_lock(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Whether another handle holds the exclusive lock of `file`.
+pub(crate) fn is_locked_by_other(file: &File) -> io::Result<bool> {
+    match file.try_lock_shared() {
+        Ok(()) => {
+            file.unlock()?;
+            Ok(false)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 

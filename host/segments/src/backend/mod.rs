@@ -28,6 +28,9 @@ pub struct CreateOptions {
     pub permissions: u32,
     /// Fault all pages in at map time.
     pub prefault: bool,
+    /// Take the exclusive advisory lock right after the object is created, before it is
+    /// sized, so that no moment exists where the object is visible and unowned.
+    pub lock_exclusive: bool,
 }
 
 /// A namespace of named, mappable memory objects.
@@ -56,6 +59,10 @@ pub trait Backend: Send + Sync + Debug + 'static {
     fn exists(&self, name: &str) -> io::Result<bool>;
 
     fn list(&self) -> io::Result<Vec<String>>;
+
+    /// Whether some handle holds the exclusive lock of object `name` (its owner is alive).
+    /// `ErrorKind::NotFound` if there is no such object.
+    fn is_locked(&self, name: &str) -> io::Result<bool>;
 }
 
 /// The page size, which is also the largest alignment a chunk can have: segment payloads start

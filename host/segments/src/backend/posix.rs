@@ -8,6 +8,7 @@ use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
 use nix::sys::stat::Mode;
 
+use super::mapping::is_locked_by_other;
 use super::{Backend, CreateOptions, Mapping};
 use crate::AccessMode;
 
@@ -41,7 +42,7 @@ impl Backend for PosixShm {
             mode,
         )?;
         let file = File::from(fd);
-        let sized = Mapping::create_file(file, size, options.permissions, options.prefault);
+        let sized = Mapping::create_file(file, size, options);
         if sized.is_err() {
             let _ = shm_unlink(path.as_str());
         }
@@ -76,6 +77,11 @@ impl Backend for PosixShm {
 
     fn list(&self) -> io::Result<Vec<String>> {
         list_dir(std::path::Path::new(SHM_DIR))
+    }
+
+    fn is_locked(&self, name: &str) -> io::Result<bool> {
+        let fd = shm_open(os_name(name).as_str(), OFlag::O_RDONLY, Mode::empty())?;
+        is_locked_by_other(&File::from(fd))
     }
 }
 

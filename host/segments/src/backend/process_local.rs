@@ -89,7 +89,7 @@ impl Backend for ProcessLocal {
         255
     }
 
-    fn create(&self, name: &str, size: usize, _options: &CreateOptions) -> io::Result<Mapping> {
+    fn create(&self, name: &str, size: usize, options: &CreateOptions) -> io::Result<Mapping> {
         if size == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "zero size"));
         }
@@ -99,7 +99,12 @@ impl Backend for ProcessLocal {
         }
         let region = Arc::new(HeapRegion::new(size)?);
         objects.insert(name.to_owned(), Arc::clone(&region));
-        Ok(Mapping::heap(region, AccessMode::ReadWrite))
+        let mapping = Mapping::heap(region, AccessMode::ReadWrite);
+        if options.lock_exclusive {
+            // A fresh region is unlocked, so this cannot fail.
+            mapping.try_lock_exclusive()?;
+        }
+        Ok(mapping)
     }
 
     fn open(&self, name: &str, access: AccessMode) -> io::Result<Mapping> {
@@ -120,5 +125,12 @@ impl Backend for ProcessLocal {
 
     fn list(&self) -> io::Result<Vec<String>> {
         Ok(registry().keys().cloned().collect())
+    }
+
+    fn is_locked(&self, name: &str) -> io::Result<bool> {
+        registry()
+            .get(name)
+            .map(|region| region.is_locked())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
 }

@@ -166,6 +166,7 @@ pub fn options(permissions: u32) -> CreateOptions {
     CreateOptions {
         permissions,
         prefault: false,
+        lock_exclusive: false,
     }
 }
 
@@ -233,6 +234,7 @@ pub mod mgmt {
     pub const CURRENT: usize = 36;
     pub const MEMORY_ID: usize = 40;
     pub const CHECKSUM: usize = 48;
+    pub const PREFIX_HASH: usize = 56;
     pub const SLOTS: usize = 64;
     pub const SLOT_STRIDE: usize = 64;
     // Within one slot record.

@@ -1,0 +1,137 @@
+//! Bridge benchmark guest (world `bench`): `bench [scale] [samples] [workload...]`.
+//!
+//! Times, from inside the guest with `std::time::Instant` (the WASI monotonic clock), what a
+//! guest pays per operation across the component boundary:
+//!
+//! - `noop`: one `bench-support.noop` host call (the floor of every host call);
+//! - `method`: `memory.allocation-strategy`, a resource method whose host side is a handle
+//!   lookup (the floor of every `memory` call);
+//! - `pair-64`: `allocate` + `deallocate` of a 64-byte chunk;
+//! - `write-<n>` / `read-<n>`: `write` / `read` of `n` = 64, 4096, 1048576 bytes at the start
+//!   of a 1 MiB chunk (a `read` includes the guest allocating and freeing the returned list).
+//!
+//! Each workload runs untimed once as warm-up, then `samples` times (default 15) a loop whose
+//! length is the workload's base count times `scale` (default 1.0). Prints one line per
+//! workload, `bench <name> <median ns per op>`, then `done`. Naming workloads runs only those
+//! (e.g. `bench 1 15 pair-64` under a profiler). The memories are created under the
+//! names `bench-pairs` and `bench-io` and dropped before exit.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use resmem_guest::{AllocationStrategy, Layout, Memory, MemoryConfig};
+
+resmem_guest::wit_bindgen::generate!({
+    world: "bench",
+    path: "../../wit",
+    runtime_path: "resmem_guest::wit_bindgen::rt",
+    with: {
+        "resmem:memory/types@0.1.0": resmem_guest::bindings::resmem::memory::types,
+        "resmem:memory/resizable-memory@0.1.0": resmem_guest::bindings::resmem::memory::resizable_memory,
+    },
+});
+
+use resmem::memory::bench_support::noop;
+
+/// The pair workload's chunk: the same layout as the native comparison bench.
+const SMALL: Layout = Layout::new(64, 8);
+/// The write/read sizes.
+const SIZES: [u64; 3] = [64, 4096, 1 << 20];
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let scale: f64 = args
+        .next()
+        .map_or(1.0, |s| s.parse().expect("scale: a number"));
+    let samples: usize = args
+        .next()
+        .map_or(15, |s| s.parse().expect("samples: a number"));
+    assert!(
+        scale > 0.0 && samples > 0,
+        "usage: bench [scale > 0] [samples > 0] [workload...]"
+    );
+    let only: Vec<String> = args.collect();
+    let iters = |base: u64| ((base as f64 * scale) as u64).max(1);
+    let report = |name: &str, iters: u64, op: &mut dyn FnMut()| {
+        if only.is_empty() || only.iter().any(|o| o == name) {
+            measure(name, samples, iters, op);
+        }
+    };
+
+    report("noop", iters(200_000), &mut noop);
+
+    // Segment 0 holds 1024 chunks of 64 B, like the native bench's memory.
+    let pairs = Memory::create(
+        "bench-pairs",
+        MemoryConfig::new(SMALL, 1024, AllocationStrategy::PowerOfTwo),
+    )
+    .expect("create bench-pairs");
+    // A resource method that does nothing in the host but look the handle up: the floor of
+    // every `memory` call (borrow of the handle, table lookup), to split `pair-64` up.
+    report("method", iters(200_000), &mut || {
+        black_box(pairs.allocation_strategy());
+    });
+    report("pair-64", iters(100_000), &mut || {
+        let chunk = pairs.allocate(SMALL).expect("allocate 64 B");
+        pairs
+            .deallocate(black_box(chunk.into_offset()))
+            .expect("deallocate 64 B");
+    });
+
+    let largest = SIZES[SIZES.len() - 1];
+    let io = Memory::create(
+        "bench-io",
+        MemoryConfig::new(Layout::new(largest, 64), 2, AllocationStrategy::PowerOfTwo),
+    )
+    .expect("create bench-io");
+    let mut chunk = io
+        .allocate(Layout::new(largest, 64))
+        .expect("allocate the I/O chunk");
+    // Non-zero bytes: untouched (zero) pages would make the copies unrealistically cheap.
+    let data: Vec<u8> = (0..largest).map(|i| (i * 131 + 7) as u8).collect();
+    for size in SIZES {
+        let n = size as usize;
+        // ~64 MiB per sample for the large sizes, call-bound counts for the small ones.
+        let count = iters((64 << 20) / size).min(iters(100_000));
+        report(&format!("write-{size}"), count, &mut || {
+            chunk.write_at(0, black_box(&data[..n])).expect("write");
+        });
+        chunk.write_at(0, &data[..n]).expect("write");
+        let back = chunk.read_at(0, size).expect("read");
+        assert!(back == data[..n], "read-{size} returned other bytes");
+        report(&format!("read-{size}"), count, &mut || {
+            let bytes = chunk.read_at(0, black_box(size)).expect("read");
+            assert_eq!(bytes.len(), n);
+            black_box(bytes);
+        });
+    }
+    drop(chunk);
+    drop(io);
+    drop(pairs);
+    println!("done");
+}
+
+/// Warm-up, then `samples` timed loops of `iters` calls; prints the median ns per call.
+/// (`op` is called through a vtable: one indirect call, ~1 ns, on every workload alike.)
+fn measure(name: &str, samples: usize, iters: u64, op: &mut dyn FnMut()) {
+    for _ in 0..iters.min(1000) {
+        op();
+    }
+    let mut per_op: Vec<f64> = (0..samples)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                op();
+            }
+            start.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .collect();
+    per_op.sort_by(f64::total_cmp);
+    let mid = per_op.len() / 2;
+    let median = if per_op.len() % 2 == 1 {
+        per_op[mid]
+    } else {
+        (per_op[mid - 1] + per_op[mid]) / 2.0
+    };
+    println!("bench {name} {median:.3}");
+}

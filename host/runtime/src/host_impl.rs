@@ -51,6 +51,46 @@ impl GuestState {
         Ok(layout)
     }
 
+    /// `read` of a memory or a view: the size quota, then `locate` (which checks the range
+    /// against the guest's own records), then one copy out of shared memory.
+    fn read_from<T: 'static>(
+        &mut self,
+        this: &Resource<T>,
+        len: u64,
+        locate: impl FnOnce(&T) -> Result<*const u8, Error>,
+    ) -> Outcome<Vec<u8>> {
+        if let Err(e) = self.check_io(len) {
+            return Ok(Err(e));
+        }
+        let source = match locate(self.table.get(this)?) {
+            Ok(source) => source,
+            Err(e) => return Ok(Err(e)),
+        };
+        // SAFETY: `locate` returned the start of `len` bytes inside mapped shared memory that
+        // the guest owns (a chunk) or registered (a view's segment payload).
+        Ok(unsafe { copy_out(source, len) })
+    }
+
+    /// `write` of a memory or a view, like `read_from`.
+    fn write_to<T: 'static>(
+        &mut self,
+        this: &Resource<T>,
+        data: &[u8],
+        locate: impl FnOnce(&T) -> Result<*mut u8, Error>,
+    ) -> Outcome<()> {
+        if let Err(e) = self.check_io(data.len() as u64) {
+            return Ok(Err(e));
+        }
+        let target = match locate(self.table.get(this)?) {
+            Ok(target) => target,
+            Err(e) => return Ok(Err(e)),
+        };
+        // SAFETY: `locate` returned the start of `data.len()` writable bytes inside shared
+        // memory the guest owns or registered read-write; `data` is host memory.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) };
+        Ok(Ok(()))
+    }
+
     fn create_memory(&mut self, name: &str, config: MemoryConfig) -> Result<GuestMemory, Error> {
         self.check_name(name)?;
         let quotas = self.policy.quotas();
@@ -210,18 +250,8 @@ impl HostMemory for GuestState {
         at: u64,
         data: Vec<u8>,
     ) -> Outcome<()> {
-        if let Err(e) = self.check_io(data.len() as u64) {
-            return Ok(Err(e));
-        }
-        let guest = self.table.get(&this)?;
-        let target = match chunk_address(guest, offset, at, data.len() as u64) {
-            Ok(target) => target,
-            Err(e) => return Ok(Err(e)),
-        };
-        // SAFETY: `chunk_address` checked that [at, at + len) lies inside a live chunk the guest
-        // owns; `data` is host memory and cannot overlap shared memory.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) };
-        Ok(Ok(()))
+        let len = data.len() as u64;
+        self.write_to(&this, &data, |guest| chunk_address(guest, offset, at, len))
     }
 
     fn read(
@@ -231,16 +261,9 @@ impl HostMemory for GuestState {
         at: u64,
         len: u64,
     ) -> Outcome<Vec<u8>> {
-        if let Err(e) = self.check_io(len) {
-            return Ok(Err(e));
-        }
-        let guest = self.table.get(&this)?;
-        let source = match chunk_address(guest, offset, at, len) {
-            Ok(source) => source,
-            Err(e) => return Ok(Err(e)),
-        };
-        // SAFETY: as in `write`: the range is inside a live chunk of the guest.
-        Ok(unsafe { copy_out(source, len) })
+        self.read_from(&this, len, |guest| {
+            chunk_address(guest, offset, at, len).map(|p| p as *const u8)
+        })
     }
 
     fn number_of_active_segments(&mut self, this: Resource<GuestMemory>) -> wasmtime::Result<u32> {
@@ -386,16 +409,9 @@ impl HostView for GuestState {
         at: u64,
         len: u64,
     ) -> Outcome<Vec<u8>> {
-        if let Err(e) = self.check_io(len) {
-            return Ok(Err(e));
-        }
-        let guest = self.table.get(&this)?;
-        let source = match registered_address(guest, offset, at, len) {
-            Ok(source) => source,
-            Err(e) => return Ok(Err(e)),
-        };
-        // SAFETY: the range lies inside the mapped payload of a registered offset's segment.
-        Ok(unsafe { copy_out(source, len) })
+        self.read_from(&this, len, |guest| {
+            registered_address(guest, offset, at, len)
+        })
     }
 
     fn write(
@@ -405,21 +421,14 @@ impl HostView for GuestState {
         at: u64,
         data: Vec<u8>,
     ) -> Outcome<()> {
-        if let Err(e) = self.check_io(data.len() as u64) {
-            return Ok(Err(e));
-        }
-        let guest = self.table.get(&this)?;
-        if guest.view.access_mode() != AccessMode::ReadWrite {
-            return Ok(Err(Error::PermissionDenied("the view is read-only".into())));
-        }
-        let target = match registered_address(guest, offset, at, data.len() as u64) {
-            Ok(target) => target as *mut u8,
-            Err(e) => return Ok(Err(e)),
-        };
-        // SAFETY: the range lies inside the payload of a registered offset's segment, mapped
-        // read-write (the view's access mode); `data` is host memory.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) };
-        Ok(Ok(()))
+        let len = data.len() as u64;
+        self.write_to(&this, &data, |guest| {
+            if guest.view.access_mode() != AccessMode::ReadWrite {
+                return Err(Error::PermissionDenied("the view is read-only".into()));
+            }
+            // The view maps its segments read-write (its access mode), so writing is allowed.
+            registered_address(guest, offset, at, len).map(|p| p as *mut u8)
+        })
     }
 
     fn number_of_active_segments(&mut self, this: Resource<GuestView>) -> wasmtime::Result<u32> {

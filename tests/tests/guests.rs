@@ -12,11 +12,11 @@
 mod support;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -120,15 +120,7 @@ impl Running {
         let (host, component) = (Arc::clone(host), component.clone());
         // The store, and with it the write ends of stdout and stderr, is gone when the run is.
         let thread = std::thread::spawn(move || host.run_command(&component, &mut wasi));
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout_reader).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = line_channel(stdout_reader);
         let stderr = std::thread::spawn(move || {
             let mut text = String::new();
             let _ = BufReader::new(stderr_reader).read_to_string(&mut text);

@@ -250,8 +250,18 @@ impl Memory {
 
     /// Allocates a chunk for `layout`, creating a new segment when the current one cannot serve
     /// it and the strategy allows.
+    ///
+    /// Under [`AllocationStrategy::Static`] every request that segment 0 cannot serve fails
+    /// with `OutOfMemory`, including ones no segment could serve (alignment above the page
+    /// size, sizes beyond a segment); the other strategies name those precisely.
     pub fn allocate(&self, layout: Layout) -> Result<ShmPointer, AllocError> {
-        check_request(layout)?;
+        if let Err(e) = check_request(layout) {
+            return Err(if self.strategy == AllocationStrategy::Static {
+                AllocError::OutOfMemory
+            } else {
+                e
+            });
+        }
         let mut attempts = 0;
         loop {
             let id = self.current.load(Ordering::Acquire) as usize;

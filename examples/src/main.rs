@@ -80,7 +80,7 @@ fn main() -> Result<()> {
 }
 
 fn demo(chunks: u32, first_chunk: usize, strategy: Strategy) -> Result<()> {
-    ensure!(chunks >= 1 && chunks <= 16, "--chunks must be 1..=16");
+    ensure!((1..=16).contains(&chunks), "--chunks must be 1..=16");
     let prefix = format!("resmem_demo{}_", std::process::id());
     let config = Config::default().prefix(&prefix);
     let strategy = match strategy {

@@ -192,9 +192,7 @@ impl HostMemory for GuestState {
         };
         let guest = self.table.get_mut(&this)?;
         let Some(layout) = guest.chunks.remove(&offset.as_u64()) else {
-            return Ok(Err(Error::InvalidOffset(format!(
-                "{offset} is not a chunk of this memory"
-            ))));
+            return Ok(Err(not_a_chunk(offset)));
         };
         // SAFETY: the chunk was handed out by this memory with `layout` and is returned once
         // (it was just removed from the guest's records); the host keeps no pointer into it.
@@ -210,18 +208,15 @@ impl HostMemory for GuestState {
         new_layout: WitLayout,
         placement: ContentPlacement,
     ) -> Outcome<WitOffset> {
-        let new = match convert::offset(offset)
+        let (offset, new_layout) = match convert::offset(offset)
             .and_then(|o| Ok((o, self.check_chunk_layout(new_layout)?)))
         {
             Ok(args) => args,
             Err(e) => return Ok(Err(e)),
         };
-        let (offset, new_layout) = new;
         let guest = self.table.get_mut(&this)?;
         let Some(&old_layout) = guest.chunks.get(&offset.as_u64()) else {
-            return Ok(Err(Error::InvalidOffset(format!(
-                "{offset} is not a chunk of this memory"
-            ))));
+            return Ok(Err(not_a_chunk(offset)));
         };
         // SAFETY: `offset` is a live chunk of this memory allocated with `old_layout` (the
         // guest's records say so); on success the records are updated to the new chunk.
@@ -289,6 +284,11 @@ impl HostMemory for GuestState {
     }
 }
 
+/// The error for an offset that is not one of the guest's chunks in this memory.
+fn not_a_chunk(offset: resmem::PointerOffset) -> Error {
+    Error::InvalidOffset(format!("{offset} is not a chunk of this memory"))
+}
+
 /// Address of byte `at` of a chunk the guest owns, after checking `[at, at + len)` is inside it.
 fn chunk_address(
     guest: &GuestMemory,
@@ -300,7 +300,7 @@ fn chunk_address(
     let layout = guest
         .chunks
         .get(&offset.as_u64())
-        .ok_or_else(|| Error::InvalidOffset(format!("{offset} is not a chunk of this memory")))?;
+        .ok_or_else(|| not_a_chunk(offset))?;
     range(at, len, layout.size() as u64, "chunk")?;
     let base = guest
         .memory

@@ -172,11 +172,6 @@ impl MgmtHeader {
             .then(|| self.prefix_hash.load(Ordering::Relaxed) == prefix_hash(prefix))
     }
 
-    /// The memory id as written, without validation (also before the header is ready).
-    pub fn raw_memory_id(&self) -> u64 {
-        self.memory_id.load(Ordering::Relaxed)
-    }
-
     pub fn slot(&self, id: SegmentId) -> &SlotRecord {
         &self.slots[id.index()]
     }

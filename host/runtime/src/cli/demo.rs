@@ -254,22 +254,14 @@ fn filter_stage(host: &GuestHost, config: &Config, chunks: &[Chunk]) -> Result<f
             resmem::SegmentId::new(out.offset.segment),
             out.offset.offset,
         );
-        // SAFETY: unregistered right after the check; the plugin keeps the chunk until the
-        // next call.
-        let ptr = unsafe { view.register_and_translate_offset(offset) }?;
-        ensure!(
-            view.segment_payload_size(offset.segment_id()).unwrap_or(0) as u64
-                >= offset.offset() + out.len,
-            "filter output exceeds its segment"
-        );
-        // SAFETY: the range was checked against the mapped payload just above.
-        let bytes = unsafe { std::slice::from_raw_parts(ptr, out.len as usize) };
-        let bad = bytes
-            .iter()
-            .enumerate()
-            .position(|(j, &b)| b != pattern::byte(chunk.seed, j) ^ FILTER_KEY);
-        // SAFETY: registered above; `bytes` is not used afterwards.
-        unsafe { view.unregister_offset(offset) };
+        // The plugin keeps its output chunk until the next call.
+        let bad = super::peer::with_bytes(view, offset, out.len, |bytes| {
+            bytes
+                .iter()
+                .enumerate()
+                .position(|(j, &b)| b != pattern::byte(chunk.seed, j) ^ FILTER_KEY)
+        })
+        .context("reading the filter's output")?;
         if let Some(j) = bad {
             bail!("filter output of chunk {i} differs at byte {j}");
         }

@@ -143,7 +143,18 @@ pub fn peer(args: &PeerArgs) -> Result<i32> {
 
 /// Copies `len` bytes at `offset` out of the view, bounded by the segment's payload.
 fn read(view: &View, offset: PointerOffset, len: u64) -> Result<Vec<u8>> {
-    // SAFETY: unregistered below, after the copy.
+    with_bytes(view, offset, len, <[u8]>::to_vec)
+}
+
+/// Registers `offset`, hands the `len` bytes there to `inspect` and unregisters it again; fails
+/// without calling `inspect` when the range runs past the segment's payload.
+pub(super) fn with_bytes<R>(
+    view: &View,
+    offset: PointerOffset,
+    len: u64,
+    inspect: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
+    // SAFETY: unregistered below, after the last use of the bytes.
     let ptr = unsafe { view.register_and_translate_offset(offset) }?;
     let payload = view.segment_payload_size(offset.segment_id()).unwrap_or(0) as u64;
     let result = if offset
@@ -151,15 +162,18 @@ fn read(view: &View, offset: PointerOffset, len: u64) -> Result<Vec<u8>> {
         .checked_add(len)
         .is_some_and(|end| end <= payload)
     {
-        // SAFETY: the range lies inside the mapped payload of the offset's segment.
-        Ok(unsafe { std::slice::from_raw_parts(ptr, len as usize) }.to_vec())
+        // SAFETY: the range lies inside the mapped payload of the offset's segment, which
+        // stays mapped while the offset is registered.
+        Ok(inspect(unsafe {
+            std::slice::from_raw_parts(ptr, len as usize)
+        }))
     } else {
         Err(())
     };
-    // SAFETY: registered above; the slice was copied.
+    // SAFETY: registered above; `inspect` has returned, so the bytes are no longer used.
     unsafe { view.unregister_offset(offset) };
     match result {
-        Ok(bytes) => Ok(bytes),
+        Ok(value) => Ok(value),
         Err(()) => bail!("the range ends beyond the segment's {payload} payload bytes"),
     }
 }

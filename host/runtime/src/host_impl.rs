@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use resmem::{AccessMode, Memory, View};
+use resmem::{AccessMode, Memory, SegmentId, SegmentRegion, View};
 use wasmtime::component::Resource;
 
 use crate::bindings::api::{Host, HostMemory, HostView, MemoryConfig};
@@ -17,7 +17,8 @@ use crate::bindings::types::{
     Error, Layout as WitLayout, PointerOffset as WitOffset,
 };
 use crate::convert::{self, range};
-use crate::state::{GuestMemory, GuestState, GuestView, Registration};
+use crate::sigbus;
+use crate::state::{GuestMemory, GuestSegments, GuestState, GuestView, Registration};
 
 type Outcome<T> = wasmtime::Result<Result<T, Error>>;
 
@@ -52,43 +53,51 @@ impl GuestState {
     }
 
     /// `read` of a memory or a view: the size quota, then `locate` (which checks the range
-    /// against the guest's own records), then one copy out of shared memory.
-    fn read_from<T: 'static>(
+    /// against the guest's own records and returns it with its segment), then one copy out of
+    /// shared memory, guarded against a peer that truncated the segment.
+    fn read_from<T: Segmented>(
         &mut self,
         this: &Resource<T>,
         len: u64,
-        locate: impl FnOnce(&T) -> Result<*const u8, Error>,
+        locate: impl FnOnce(&T) -> Result<(*const u8, SegmentId), Error>,
     ) -> Outcome<Vec<u8>> {
         if let Err(e) = self.check_io(len) {
             return Ok(Err(e));
         }
-        let source = match locate(self.table.get(this)?) {
-            Ok(source) => source,
+        let guest = self.table.get_mut(this)?;
+        let (source, id) = match locate(guest) {
+            Ok(located) => located,
             Err(e) => return Ok(Err(e)),
         };
         // SAFETY: `locate` returned the start of `len` bytes inside mapped shared memory that
         // the guest owns (a chunk) or registered (a view's segment payload).
-        Ok(unsafe { copy_out(source, len) })
+        let copied = sigbus::guarded(source as usize, len as usize, || unsafe {
+            copy_out(source, len)
+        });
+        Ok(copied.unwrap_or_else(|_| Err(guest.mark_broken(id))))
     }
 
     /// `write` of a memory or a view, like `read_from`.
-    fn write_to<T: 'static>(
+    fn write_to<T: Segmented>(
         &mut self,
         this: &Resource<T>,
         data: &[u8],
-        locate: impl FnOnce(&T) -> Result<*mut u8, Error>,
+        locate: impl FnOnce(&T) -> Result<(*mut u8, SegmentId), Error>,
     ) -> Outcome<()> {
         if let Err(e) = self.check_io(data.len() as u64) {
             return Ok(Err(e));
         }
-        let target = match locate(self.table.get(this)?) {
-            Ok(target) => target,
+        let guest = self.table.get_mut(this)?;
+        let (target, id) = match locate(guest) {
+            Ok(located) => located,
             Err(e) => return Ok(Err(e)),
         };
         // SAFETY: `locate` returned the start of `data.len()` writable bytes inside shared
         // memory the guest owns or registered read-write; `data` is host memory.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) };
-        Ok(Ok(()))
+        let copied = sigbus::guarded(target as usize, data.len(), || unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len())
+        });
+        Ok(copied.map_err(|_| guest.mark_broken(id)))
     }
 
     fn create_memory(&mut self, name: &str, config: MemoryConfig) -> Result<GuestMemory, Error> {
@@ -119,6 +128,7 @@ impl GuestState {
             .create()
             .map_err(convert::create_error)?;
         Ok(GuestMemory {
+            segments: GuestSegments::new(Arc::clone(&self.window)),
             memory,
             chunks: Default::default(),
         })
@@ -145,8 +155,10 @@ impl GuestState {
             .open(convert::access(mode))
             .map_err(convert::open_error)?;
         Ok(GuestView {
+            segments: GuestSegments::new(Arc::clone(&self.window)),
             view,
             registered: Default::default(),
+            per_segment: Box::new([0; 256]),
         })
     }
 }
@@ -181,6 +193,7 @@ impl HostMemory for GuestState {
             Err(e) => return Ok(Err(convert::alloc_error(e))),
         };
         guest.chunks.insert(chunk.offset.as_u64(), layout);
+        guest.sweep_window();
         self.usage.chunks += 1;
         Ok(Ok(convert::to_wit_offset(chunk.offset)))
     }
@@ -197,6 +210,7 @@ impl HostMemory for GuestState {
         // SAFETY: the chunk was handed out by this memory with `layout` and is returned once
         // (it was just removed from the guest's records); the host keeps no pointer into it.
         unsafe { guest.memory.deallocate(offset, layout) };
+        guest.sweep_window();
         self.usage.chunks -= 1;
         Ok(Ok(()))
     }
@@ -232,6 +246,7 @@ impl HostMemory for GuestState {
             Ok(chunk) => {
                 guest.chunks.remove(&offset.as_u64());
                 guest.chunks.insert(chunk.offset.as_u64(), new_layout);
+                guest.sweep_window();
                 Ok(Ok(convert::to_wit_offset(chunk.offset)))
             }
             Err(e) => Ok(Err(convert::grow_error(e))),
@@ -257,7 +272,7 @@ impl HostMemory for GuestState {
         len: u64,
     ) -> Outcome<Vec<u8>> {
         self.read_from(&this, len, |guest| {
-            chunk_address(guest, offset, at, len).map(|p| p as *const u8)
+            chunk_address(guest, offset, at, len).map(|(p, id)| (p as *const u8, id))
         })
     }
 
@@ -272,6 +287,10 @@ impl HostMemory for GuestState {
         Ok(convert::to_wit_strategy(
             self.table.get(&this)?.memory.allocation_strategy(),
         ))
+    }
+
+    fn map(&mut self, this: Resource<GuestMemory>, offset: WitOffset) -> Outcome<u32> {
+        Ok(self.table.get_mut(&this)?.map(offset))
     }
 
     fn drop(&mut self, this: Resource<GuestMemory>) -> wasmtime::Result<()> {
@@ -295,18 +314,112 @@ fn chunk_address(
     offset: WitOffset,
     at: u64,
     len: u64,
-) -> Result<*mut u8, Error> {
-    let offset = convert::offset(offset)?;
-    let layout = guest
-        .chunks
-        .get(&offset.as_u64())
-        .ok_or_else(|| not_a_chunk(offset))?;
-    range(at, len, layout.size() as u64, "chunk")?;
-    let base = guest
-        .memory
-        .translate(offset)
-        .ok_or_else(|| Error::InvalidOffset(format!("{offset} is not in a live segment")))?;
-    Ok(base.wrapping_add(at as usize))
+) -> Result<(*mut u8, SegmentId), Error> {
+    let (offset, region) = guest.chunk_region(offset)?;
+    let size = guest.chunks.get(&offset.as_u64()).map_or(0, |l| l.size());
+    range(at, len, size as u64, "chunk")?;
+    let base = region.address + offset.offset() as usize;
+    Ok((
+        (base as *mut u8).wrapping_add(at as usize),
+        offset.segment_id(),
+    ))
+}
+
+/// A memory or a view: where its segments are and what the host knows of them.
+pub(crate) trait Segmented: 'static {
+    fn region(&self, id: SegmentId) -> Option<SegmentRegion>;
+    fn segments_mut(&mut self) -> &mut GuestSegments;
+
+    /// A guarded copy into segment `id` faulted: record it and return the guest's error.
+    fn mark_broken(&mut self, id: SegmentId) -> Error {
+        let sequence = self.region(id).map_or(0, |r| r.sequence);
+        self.segments_mut().mark_broken(id.value(), sequence)
+    }
+}
+
+impl Segmented for GuestMemory {
+    fn region(&self, id: SegmentId) -> Option<SegmentRegion> {
+        self.memory.segment_region(id)
+    }
+
+    fn segments_mut(&mut self) -> &mut GuestSegments {
+        &mut self.segments
+    }
+}
+
+impl Segmented for GuestView {
+    fn region(&self, id: SegmentId) -> Option<SegmentRegion> {
+        self.view.segment_region(id)
+    }
+
+    fn segments_mut(&mut self) -> &mut GuestSegments {
+        &mut self.segments
+    }
+}
+
+impl GuestMemory {
+    /// A chunk of this memory and its live segment, unless a peer broke that segment.
+    fn chunk_region(
+        &self,
+        offset: WitOffset,
+    ) -> Result<(resmem::PointerOffset, SegmentRegion), Error> {
+        let offset = convert::offset(offset)?;
+        if !self.chunks.contains_key(&offset.as_u64()) {
+            return Err(not_a_chunk(offset));
+        }
+        let region = self
+            .memory
+            .segment_region(offset.segment_id())
+            .filter(|r| offset.offset() < r.payload_size as u64)
+            .ok_or_else(|| Error::InvalidOffset(format!("{offset} is not in a live segment")))?;
+        self.segments
+            .check(offset.segment_id().value(), region.sequence)?;
+        Ok((offset, region))
+    }
+
+    /// `memory.map`: the chunk's guest address in the window.
+    fn map(&mut self, offset: WitOffset) -> Result<u32, Error> {
+        let (offset, region) = self.chunk_region(offset)?;
+        let start = self.segments.map(offset.segment_id().value(), &region)?;
+        window_address(start, offset.offset())
+    }
+
+    /// Takes released segments out of the window: the guest must not reach pages its memory
+    /// no longer holds.
+    fn sweep_window(&mut self) {
+        let Self {
+            segments, memory, ..
+        } = self;
+        segments.sweep(|id| {
+            memory
+                .segment_region(SegmentId::new(id))
+                .map(|r| r.sequence)
+        });
+    }
+}
+
+impl GuestView {
+    /// `view.map`: the registered offset's guest address in the window.
+    fn map(&mut self, offset: WitOffset) -> Result<u32, Error> {
+        let offset = convert::offset(offset)?;
+        if !self.registered.contains_key(&offset.as_u64()) {
+            return Err(Error::InvalidOffset(format!("{offset} is not registered")));
+        }
+        let region = self
+            .view
+            .segment_region(offset.segment_id())
+            .ok_or_else(|| Error::InvalidOffset(format!("{offset} is not in a mapped segment")))?;
+        let start = self.segments.map(offset.segment_id().value(), &region)?;
+        window_address(start, offset.offset())
+    }
+}
+
+/// The guest address `offset` bytes into the window slot at `start`.
+fn window_address(start: u32, offset: u64) -> Result<u32, Error> {
+    u64::from(start)
+        .checked_add(offset)
+        .and_then(|a| u32::try_from(a).ok())
+        .ok_or_else(|| Error::InvalidOffset(format!("offset {offset} is outside the window")))
 }
 
 /// Copies `len` bytes from shared memory into a new vector, failing politely if the host
@@ -375,6 +488,7 @@ impl HostView for GuestState {
                 count: 0,
             });
         entry.count += 1;
+        guest.per_segment[usize::from(offset.segment_id().value())] += 1;
         self.usage.registrations += 1;
         Ok(Ok(()))
     }
@@ -394,6 +508,14 @@ impl HostView for GuestState {
         entry.count -= 1;
         if entry.count == 0 {
             guest.registered.remove(&key);
+        }
+        let id = offset.segment_id();
+        let count = &mut guest.per_segment[usize::from(id.value())];
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            // Its last registration goes: the segment leaves the window before the view may
+            // unmap it.
+            guest.segments.unmap(id.value());
         }
         // SAFETY: this offset was registered by this view (the records say so) and the guest
         // has no way to use the address after this.
@@ -427,12 +549,16 @@ impl HostView for GuestState {
                 return Err(Error::PermissionDenied("the view is read-only".into()));
             }
             // The view maps its segments read-write (its access mode), so writing is allowed.
-            registered_address(guest, offset, at, len).map(|p| p as *mut u8)
+            registered_address(guest, offset, at, len).map(|(p, id)| (p as *mut u8, id))
         })
     }
 
     fn number_of_active_segments(&mut self, this: Resource<GuestView>) -> wasmtime::Result<u32> {
         Ok(self.table.get(&this)?.view.number_of_active_segments() as u32)
+    }
+
+    fn map(&mut self, this: Resource<GuestView>, offset: WitOffset) -> Outcome<u32> {
+        Ok(self.table.get_mut(&this)?.map(offset))
     }
 
     fn drop(&mut self, this: Resource<GuestView>) -> wasmtime::Result<()> {
@@ -455,7 +581,7 @@ fn registered_address(
     offset: WitOffset,
     at: u64,
     len: u64,
-) -> Result<*const u8, Error> {
+) -> Result<(*const u8, SegmentId), Error> {
     let offset = convert::offset(offset)?;
     let registration = guest
         .registered
@@ -467,7 +593,16 @@ fn registered_address(
         registration.available,
         "segment payload after the offset",
     )?;
-    Ok((registration.address as *const u8).wrapping_add(at as usize))
+    let id = offset.segment_id();
+    if guest.segments.has_broken()
+        && let Some(region) = guest.view.segment_region(id)
+    {
+        guest.segments.check(id.value(), region.sequence)?;
+    }
+    Ok((
+        (registration.address as *const u8).wrapping_add(at as usize),
+        id,
+    ))
 }
 
 impl Host for GuestState {

@@ -92,7 +92,9 @@ impl GuestHost {
         wasi: &mut WasiCtxBuilder,
     ) -> Result<RunOutcome> {
         let mut store = self.store(wasi);
-        let command = Command::instantiate(&mut store, component, &self.linker)
+        let window = Arc::clone(store.data().window());
+        let command = window
+            .bind(|| Command::instantiate(&mut store, component, &self.linker))
             .map_err(anyhow::Error::from)
             .context("instantiating the component (is it a wasi:cli command?)")?;
         let outcome = match command.wasi_cli_run().call_run(&mut store) {
@@ -110,7 +112,9 @@ impl GuestHost {
     /// Instantiates a filter plugin; it lives (with its memories) as long as the `Plugin`.
     pub fn plugin(&self, component: &Component, wasi: &mut WasiCtxBuilder) -> Result<Plugin> {
         let mut store = self.store(wasi);
-        let bindings = plugin::Plugin::instantiate(&mut store, component, &self.linker)
+        let window = Arc::clone(store.data().window());
+        let bindings = window
+            .bind(|| plugin::Plugin::instantiate(&mut store, component, &self.linker))
             .map_err(anyhow::Error::from)
             .context("instantiating the plugin (does it export resmem:memory/filter?)")?;
         Ok(Plugin { store, bindings })

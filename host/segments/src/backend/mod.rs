@@ -63,6 +63,13 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// Whether some handle holds the exclusive lock of object `name` (its owner is alive).
     /// `ErrorKind::NotFound` if there is no such object.
     fn is_locked(&self, name: &str) -> io::Result<bool>;
+
+    /// Whether `name` is the object `mapping` maps, whatever its size now: an owner must
+    /// recognise (and remove) its objects even after a peer truncated them.
+    fn is_same_object(&self, name: &str, mapping: &Mapping) -> io::Result<bool> {
+        self.open(name, AccessMode::Read)
+            .map(|other| other.same_object(mapping))
+    }
 }
 
 /// The page size, which is also the largest alignment a chunk can have: segment payloads start

@@ -171,9 +171,17 @@ impl<'a> WindowMut<'a> {
 
     /// Sets every byte to `value`.
     pub fn fill(&mut self, value: u8) {
-        let len = self.inner.len;
-        // SAFETY: the whole writable mapped range.
-        unsafe { raw::fill(self.as_mut_ptr(), value, len) }
+        self.fill_range(0, self.inner.len, value)
+    }
+
+    /// Sets bytes `at..at + len` to `value`.
+    ///
+    /// # Panics
+    /// If the range leaves the window bytes.
+    pub fn fill_range(&mut self, at: usize, len: usize, value: u8) {
+        self.inner.check(at, len);
+        // SAFETY: the target range is inside the writable mapping (checked).
+        unsafe { raw::fill(self.as_mut_ptr().add(at), value, len) }
     }
 }
 
@@ -220,6 +228,26 @@ pub mod raw {
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             {
                 let mut i = 0;
+                // Eight vectors per round: the loop overhead is what keeps a volatile loop
+                // behind memcpy.
+                while i + 128 <= wide {
+                    let s = src.add(i) as *const v128;
+                    let d = dst.add(i) as *mut v128;
+                    let v = [
+                        v128_load(s),
+                        v128_load(s.add(1)),
+                        v128_load(s.add(2)),
+                        v128_load(s.add(3)),
+                        v128_load(s.add(4)),
+                        v128_load(s.add(5)),
+                        v128_load(s.add(6)),
+                        v128_load(s.add(7)),
+                    ];
+                    for (k, v) in v.into_iter().enumerate() {
+                        d.add(k).write_volatile(v);
+                    }
+                    i += 128;
+                }
                 while i < wide {
                     let v = v128_load(src.add(i) as *const v128);
                     (dst.add(i) as *mut v128).write_volatile(v);
@@ -260,6 +288,24 @@ pub mod raw {
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             {
                 let mut i = 0;
+                while i + 128 <= wide {
+                    let s = src.add(i) as *const v128;
+                    let d = dst.add(i) as *mut v128;
+                    let v = [
+                        s.read_volatile(),
+                        s.add(1).read_volatile(),
+                        s.add(2).read_volatile(),
+                        s.add(3).read_volatile(),
+                        s.add(4).read_volatile(),
+                        s.add(5).read_volatile(),
+                        s.add(6).read_volatile(),
+                        s.add(7).read_volatile(),
+                    ];
+                    for (k, v) in v.into_iter().enumerate() {
+                        v128_store(d.add(k), v);
+                    }
+                    i += 128;
+                }
                 while i < wide {
                     let v = (src.add(i) as *const v128).read_volatile();
                     v128_store(dst.add(i) as *mut v128, v);
@@ -301,6 +347,13 @@ pub mod raw {
             {
                 let v = u8x16_splat(value);
                 let mut i = 0;
+                while i + 128 <= wide {
+                    let d = dst.add(i) as *mut v128;
+                    for k in 0..8 {
+                        d.add(k).write_volatile(v);
+                    }
+                    i += 128;
+                }
                 while i < wide {
                     (dst.add(i) as *mut v128).write_volatile(v);
                     i += 16;

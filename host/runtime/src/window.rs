@@ -393,6 +393,66 @@ mod tests {
         assert_eq!(Window::new(0).free_bytes(), 0);
     }
 
+    /// The mechanism without wasm: a memory from the creator, bound to a window; a shared
+    /// file mapping shows up in the window, leaves it on unmap, and the heap stops at the cap.
+    #[test]
+    fn segments_appear_in_the_window_and_the_heap_stops_at_the_cap() {
+        let window = Window::new(4 << 20);
+        let mut memory = window
+            .bind(|| {
+                WindowCreator.new_memory(
+                    MemoryType::new(1, None),
+                    64 << 10,
+                    None,
+                    Some(ADDRESS_SPACE as usize),
+                    32 << 20,
+                )
+            })
+            .expect("a memory");
+        assert_eq!(window.memories(), 1);
+        let cap = window.heap_cap() as usize;
+        assert_eq!(memory.byte_capacity(), cap);
+        assert!(memory.grow_to(cap + (64 << 10)).is_err());
+        memory.grow_to(128 << 10).expect("grow below the cap");
+        assert_eq!(memory.byte_size(), 128 << 10);
+
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(8192).unwrap();
+        // SAFETY: a private temporary file; nobody else maps it.
+        let mut shared = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
+        shared[..4].copy_from_slice(b"shm!");
+        shared[8191] = 7;
+        let region = SegmentRegion {
+            address: shared.as_ptr() as usize,
+            len: shared.len(),
+            payload_size: 8000,
+            sequence: 1,
+            writable: true,
+        };
+        let slot = window.map(&region).expect("mapped");
+        assert_eq!(u64::from(slot.start), window.heap_cap());
+        assert_eq!(slot.len, SLOT_ALIGN);
+        assert_eq!(window.free_bytes(), (4 << 20) - SLOT_ALIGN);
+        let base = memory.as_ptr() as usize + slot.start as usize;
+        // SAFETY: the slot maps the file's 8192 bytes.
+        let seen = unsafe { std::slice::from_raw_parts(base as *const u8, 8192) };
+        assert_eq!(&seen[..4], b"shm!");
+        assert_eq!(seen[8191], 7);
+        // Writes through the window reach the file's pages.
+        // SAFETY: as above, mapped read-write (the source mapping is).
+        unsafe { (base as *mut u8).add(4).write(b'?') };
+        assert_eq!(shared[4], b'?');
+
+        window.unmap(slot);
+        assert_eq!(window.free_bytes(), 4 << 20);
+        // The slot is reused.
+        let again = window.map(&region).expect("mapped again");
+        assert_eq!(again.start, slot.start);
+        window.unmap(again);
+        drop(memory);
+        assert_eq!(window.memories(), 0);
+    }
+
     #[test]
     fn map_without_a_memory_is_an_error() {
         let w = Window::new(DEFAULT_WINDOW);

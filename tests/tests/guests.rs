@@ -1872,3 +1872,40 @@ fn mapping_beyond_the_window_is_quota_exceeded() {
     assert_eq!(end.stdout, ["full after=3 error=quota-exceeded"], "{end:?}");
     assert_empty(&scope);
 }
+
+/// Four guests instantiated at once on four threads of one host: each memory attaches to its
+/// own guest's window (the binding is per thread), so every guest maps its chunk at the bottom
+/// of its own window and a native peer process finds every guest's bytes.
+#[test]
+fn guests_instantiated_in_parallel_each_get_their_own_window() {
+    let scope = Scope::new("wpar");
+    let host = host(&scope);
+    let window = load(&host, resmem_guests::WINDOW_WASM);
+    let names: Vec<String> = (0..4).map(|i| format!("par{i}")).collect();
+    let mut guests: Vec<Running> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            Running::start(
+                &host,
+                &window,
+                &["window", "produce", name, "1048576", &(20 + i).to_string()],
+            )
+        })
+        .collect();
+    let heap_cap = (4u64 << 30) - Quotas::default().window_bytes;
+    for (i, guest) in guests.iter_mut().enumerate() {
+        let chunk = fields(&guest.until_ready()[0], "chunk ");
+        assert_eq!(chunk["addr"], heap_cap, "guest {i}: {chunk:?}");
+        let spec = ChunkSpec::new(PointerOffset::from_u64(chunk["offset"]), MIB, 20 + i as u64);
+        assert_eq!(
+            peer_verify(&scope, &names[i], &[spec]).summary().bytes,
+            MIB as u64
+        );
+    }
+    for mut guest in guests {
+        guest.release();
+        assert_eq!(guest.finish().outcome, RunOutcome::Exited(0));
+    }
+    assert_empty(&scope);
+}

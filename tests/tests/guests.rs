@@ -1909,3 +1909,43 @@ fn guests_instantiated_in_parallel_each_get_their_own_window() {
     }
     assert_empty(&scope);
 }
+
+/// A peer truncates every object of a guest's memory (header and segment) while the guest
+/// holds it. The guest's next host copy fails with `io`, and dropping the memory (which writes
+/// the truncated header) neither kills the host nor leaves the objects behind.
+#[test]
+fn a_guest_owner_whose_objects_a_peer_truncated_is_released_cleanly() {
+    let scope = Scope::new("wtown");
+    let host = host(&scope);
+    let window = load(&host, resmem_guests::WINDOW_WASM);
+    let producer = load(&host, resmem_guests::PRODUCER_WASM);
+    let mut guest = Running::start(&host, &producer, &["producer", "gone", "2", "65536"]);
+    let chunks = parse_chunks(&guest.until_ready());
+    assert_eq!(chunks.len(), 2);
+    let objects = scope.objects();
+    assert_eq!(objects.len(), 3, "{objects:?}");
+    let status = std::process::Command::new("truncate")
+        .args(["-s", "0"])
+        .args(objects.iter().map(|o| scope.object_path(o)))
+        .status()
+        .expect("run truncate");
+    assert!(status.success());
+    // Another guest's view cannot open the broken memory, and gets an error, not a crash.
+    let end = run(
+        &host,
+        &window,
+        &[
+            "window",
+            "verify",
+            "gone",
+            &chunks[0].offset.to_string(),
+            "16",
+            "1",
+        ],
+    );
+    assert_eq!(end.outcome, RunOutcome::Exited(1), "{end:?}");
+    assert!(end.stdout[0].starts_with("error="), "{end:?}");
+    guest.release();
+    assert_eq!(guest.finish().outcome, RunOutcome::Exited(0));
+    assert_empty(&scope);
+}

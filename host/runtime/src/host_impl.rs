@@ -119,14 +119,16 @@ impl GuestState {
                     config.max_number_of_chunks_hint, quotas.live_chunks
                 ))
             })?;
-        let memory = Memory::builder(name)
-            .config(self.policy.config())
-            .max_chunk_layout_hint(hint)
-            .max_number_of_chunks_hint(chunks)
-            .allocation_strategy(convert::strategy(config.allocation_strategy))
-            .budget(Arc::clone(&self.budget) as Arc<dyn resmem::SegmentBudget>)
-            .create()
-            .map_err(convert::create_error)?;
+        let memory = shield(|| {
+            Memory::builder(name)
+                .config(self.policy.config())
+                .max_chunk_layout_hint(hint)
+                .max_number_of_chunks_hint(chunks)
+                .allocation_strategy(convert::strategy(config.allocation_strategy))
+                .budget(Arc::clone(&self.budget) as Arc<dyn resmem::SegmentBudget>)
+                .create()
+                .map_err(convert::create_error)
+        })?;
         Ok(GuestMemory {
             segments: GuestSegments::new(Arc::clone(&self.window)),
             memory,
@@ -149,11 +151,13 @@ impl GuestState {
             )));
         }
         let timeout = Duration::from_millis(u64::from(timeout_ms)).min(quotas.open_timeout);
-        let view = View::builder(name)
-            .config(self.policy.config())
-            .timeout(timeout)
-            .open(convert::access(mode))
-            .map_err(convert::open_error)?;
+        let view = shield(|| {
+            View::builder(name)
+                .config(self.policy.config())
+                .timeout(timeout)
+                .open(convert::access(mode))
+                .map_err(convert::open_error)
+        })?;
         Ok(GuestView {
             segments: GuestSegments::new(Arc::clone(&self.window)),
             view,
@@ -188,13 +192,18 @@ impl HostMemory for GuestState {
             return Ok(Err(Error::QuotaExceeded(format!("{max} live chunks"))));
         }
         let guest = self.table.get_mut(&this)?;
-        let chunk = match guest.memory.allocate(layout) {
+        let (allocated, faulted) = sigbus::shielded(|| guest.memory.allocate(layout));
+        let chunk = match allocated {
             Ok(chunk) => chunk,
             Err(e) => return Ok(Err(convert::alloc_error(e))),
         };
+        // Recorded even after a fault, so the memory frees it like any other chunk.
         guest.chunks.insert(chunk.offset.as_u64(), layout);
         guest.sweep_window();
         self.usage.chunks += 1;
+        if faulted {
+            return Ok(Err(truncated()));
+        }
         Ok(Ok(convert::to_wit_offset(chunk.offset)))
     }
 
@@ -209,10 +218,10 @@ impl HostMemory for GuestState {
         };
         // SAFETY: the chunk was handed out by this memory with `layout` and is returned once
         // (it was just removed from the guest's records); the host keeps no pointer into it.
-        unsafe { guest.memory.deallocate(offset, layout) };
+        let ((), faulted) = sigbus::shielded(|| unsafe { guest.memory.deallocate(offset, layout) });
         guest.sweep_window();
         self.usage.chunks -= 1;
-        Ok(Ok(()))
+        Ok(if faulted { Err(truncated()) } else { Ok(()) })
     }
 
     fn grow(
@@ -234,19 +243,22 @@ impl HostMemory for GuestState {
         };
         // SAFETY: `offset` is a live chunk of this memory allocated with `old_layout` (the
         // guest's records say so); on success the records are updated to the new chunk.
-        let grown = unsafe {
+        let (grown, faulted) = sigbus::shielded(|| unsafe {
             guest.memory.grow(
                 offset,
                 old_layout,
                 new_layout,
                 convert::placement(placement),
             )
-        };
+        });
         match grown {
             Ok(chunk) => {
                 guest.chunks.remove(&offset.as_u64());
                 guest.chunks.insert(chunk.offset.as_u64(), new_layout);
                 guest.sweep_window();
+                if faulted {
+                    return Ok(Err(truncated()));
+                }
                 Ok(Ok(convert::to_wit_offset(chunk.offset)))
             }
             Err(e) => Ok(Err(convert::grow_error(e))),
@@ -297,10 +309,24 @@ impl HostMemory for GuestState {
         let guest = self.table.delete(this)?;
         self.usage.memories -= 1;
         self.usage.chunks -= guest.chunks.len() as u64;
-        // Dropping the native owner removes every OS object of the memory.
-        drop(guest);
+        // Dropping the native owner removes every OS object of the memory (and writes its
+        // header, which a peer may have truncated).
+        let ((), _) = sigbus::shielded(|| drop(guest));
         Ok(())
     }
+}
+
+/// Runs a call into the native core with SIGBUS contained: a fault fails the call with `io`.
+fn shield<T>(work: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    match sigbus::shielded(work) {
+        (result, false) => result,
+        (_, true) => Err(truncated()),
+    }
+}
+
+/// The error of a call during which a shared-memory object turned out truncated.
+fn truncated() -> Error {
+    Error::Io(sigbus::Truncated.to_string())
 }
 
 /// The error for an offset that is not one of the guest's chunks in this memory.
@@ -471,10 +497,17 @@ impl HostView for GuestState {
         let guest = self.table.get_mut(&this)?;
         // SAFETY: every successful registration is recorded below and unregistered exactly
         // once, by `unregister` or when the view is dropped.
-        let address = match unsafe { guest.view.register_and_translate_offset(offset) } {
+        let (registered, faulted) =
+            sigbus::shielded(|| unsafe { guest.view.register_and_translate_offset(offset) });
+        let address = match registered {
             Ok(address) => address,
             Err(e) => return Ok(Err(convert::open_error(e))),
         };
+        if faulted {
+            // SAFETY: registered just above; the address was never handed out.
+            unsafe { guest.view.unregister_offset(offset) };
+            return Ok(Err(truncated()));
+        }
         let payload = guest
             .view
             .segment_payload_size(offset.segment_id())
@@ -519,7 +552,7 @@ impl HostView for GuestState {
         }
         // SAFETY: this offset was registered by this view (the records say so) and the guest
         // has no way to use the address after this.
-        unsafe { guest.view.unregister_offset(offset) };
+        let ((), _) = sigbus::shielded(|| unsafe { guest.view.unregister_offset(offset) });
         self.usage.registrations -= 1;
         Ok(Ok(()))
     }
@@ -569,7 +602,7 @@ impl HostView for GuestState {
             .values()
             .map(|r| u64::from(r.count))
             .sum::<u64>();
-        drop(guest);
+        let ((), _) = sigbus::shielded(|| drop(guest));
         Ok(())
     }
 }
@@ -610,11 +643,15 @@ impl Host for GuestState {
         if let Err(e) = self.check_name(&name) {
             return Ok(Err(e));
         }
-        Ok(resmem::exists(&name, self.policy.config()).map_err(|e| Error::Io(e.to_string())))
+        Ok(shield(|| {
+            resmem::exists(&name, self.policy.config()).map_err(|e| Error::Io(e.to_string()))
+        }))
     }
 
     fn list(&mut self) -> Outcome<Vec<String>> {
-        Ok(resmem::list(self.policy.config()).map_err(|e| Error::Io(e.to_string())))
+        Ok(shield(|| {
+            resmem::list(self.policy.config()).map_err(|e| Error::Io(e.to_string()))
+        }))
     }
 
     fn remove(&mut self, name: String) -> Outcome<bool> {
@@ -625,9 +662,11 @@ impl Host for GuestState {
         // Only leftovers: a memory whose owner (a guest, or a native process) is alive, or is
         // being created, belongs to that owner, which removes it by dropping it.
         // Decided by the owner's lock, not the header: a peer may have scribbled over that.
-        let owner_alive = match resmem::is_owner_alive(&name, config) {
+        let owner_alive = match shield(|| {
+            resmem::is_owner_alive(&name, config).map_err(|e| Error::Io(e.to_string()))
+        }) {
             Ok(alive) => alive,
-            Err(e) => return Ok(Err(Error::Io(e.to_string()))),
+            Err(e) => return Ok(Err(e)),
         };
         if owner_alive {
             return Ok(Err(Error::PermissionDenied(
@@ -636,7 +675,9 @@ impl Host for GuestState {
         }
         // SAFETY: the owner is gone (checked above through its lock), so nobody's mappings
         // depend on the names.
-        Ok(unsafe { resmem::remove(&name, config) }.map_err(|e| Error::Io(e.to_string())))
+        Ok(shield(|| {
+            unsafe { resmem::remove(&name, config) }.map_err(|e| Error::Io(e.to_string()))
+        }))
     }
 }
 

@@ -105,7 +105,9 @@ impl GuestHost {
                 None => RunOutcome::Trapped(format!("{e:?}")),
             },
         };
-        drop(store);
+        // Dropping the store drops every memory and view the guest held, which writes headers a
+        // peer may have truncated.
+        let ((), _) = crate::sigbus::shielded(|| drop(store));
         Ok(outcome)
     }
 
@@ -117,14 +119,25 @@ impl GuestHost {
             .bind(|| plugin::Plugin::instantiate(&mut store, component, &self.linker))
             .map_err(anyhow::Error::from)
             .context("instantiating the plugin (does it export resmem:memory/filter?)")?;
-        Ok(Plugin { store, bindings })
+        Ok(Plugin {
+            store: std::mem::ManuallyDrop::new(store),
+            bindings,
+        })
     }
 }
 
 /// A running filter plugin.
 pub struct Plugin {
-    store: Store<GuestState>,
+    store: std::mem::ManuallyDrop<Store<GuestState>>,
     bindings: plugin::Plugin,
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        // SAFETY: dropped exactly once, here; nothing uses the store afterwards.
+        let ((), _) =
+            crate::sigbus::shielded(|| unsafe { std::mem::ManuallyDrop::drop(&mut self.store) });
+    }
 }
 
 impl Plugin {
@@ -134,7 +147,7 @@ impl Plugin {
         Ok(self
             .bindings
             .resmem_memory_filter()
-            .call_process(&mut self.store, input)?)
+            .call_process(&mut *self.store, input)?)
     }
 
     pub fn state(&self) -> &GuestState {

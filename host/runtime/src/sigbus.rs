@@ -132,18 +132,36 @@ pub(crate) fn guarded<T>(
     len: usize,
     copy: impl FnOnce() -> T,
 ) -> Result<T, Truncated> {
-    install();
-    GUARD.with(|g| g.set((start, start.saturating_add(len))));
-    FAULTED.with(|f| f.set(false));
-    compiler_fence(Ordering::SeqCst);
-    let value = copy();
-    compiler_fence(Ordering::SeqCst);
-    GUARD.with(|g| g.set((0, 0)));
-    if FAULTED.with(Cell::get) {
-        Err(Truncated)
-    } else {
-        Ok(value)
+    match guard(start, start.saturating_add(len), copy) {
+        (value, false) => Ok(value),
+        (_, true) => Err(Truncated),
     }
+}
+
+/// Runs `work`, a host call into the native core, with every SIGBUS on this thread contained;
+/// returns its value and whether it faulted (then the value is built on zeroed bytes: keep
+/// whatever it holds, e.g. a chunk, but report the call as failed).
+///
+/// Inside a host call the only file-backed memory the thread touches is shared memory (the
+/// management header, segment trailers, chunk bytes), so a SIGBUS there can only come from a
+/// peer that truncated an object: the faulting page reads as zeros from then on, and the
+/// object's checks (magic, checksum, trailer) fail afterwards.
+pub fn shielded<T>(work: impl FnOnce() -> T) -> (T, bool) {
+    guard(0, usize::MAX, work)
+}
+
+/// Sets the thread's guard to `[start, end)` around `work`. Nests: an inner guard narrows the
+/// range for its duration, and its fault counts for the outer one too.
+fn guard<T>(start: usize, end: usize, work: impl FnOnce() -> T) -> (T, bool) {
+    install();
+    let outer = GUARD.with(|g| g.replace((start, end)));
+    let outer_faulted = FAULTED.with(|f| f.replace(false));
+    compiler_fence(Ordering::SeqCst);
+    let value = work();
+    compiler_fence(Ordering::SeqCst);
+    GUARD.with(|g| g.set(outer));
+    let faulted = FAULTED.with(|f| f.replace(outer_faulted || f.get()));
+    (value, faulted)
 }
 
 /// Reads the first and the last byte of `[start, start + len)`: a truncated object always

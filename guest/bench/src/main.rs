@@ -60,8 +60,9 @@ fn main() {
     );
     let only: Vec<String> = args.collect();
     let iters = |base: u64| ((base as f64 * scale) as u64).max(1);
+    let selected = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let report = |name: &str, iters: u64, op: &mut dyn FnMut()| {
-        if only.is_empty() || only.iter().any(|o| o == name) {
+        if selected(name) {
             measure(name, samples, iters, op);
         }
     };
@@ -104,6 +105,9 @@ fn main() {
         report(&format!("write-{size}"), count, &mut || {
             chunk.write_at(0, black_box(&data[..n])).expect("write");
         });
+        if !selected(&format!("read-{size}")) {
+            continue;
+        }
         chunk.write_at(0, &data[..n]).expect("write");
         let back = chunk.read_at(0, size).expect("read");
         assert!(back == data[..n], "read-{size} returned other bytes");
@@ -125,6 +129,9 @@ fn main() {
         report(&format!("win-fill-{size}"), count, &mut || {
             window.fill_range(0, n, black_box(0x5A));
         });
+        if !selected(&format!("win-read-{size}")) {
+            continue;
+        }
         window.copy_from(0, &data[..n]);
         report(&format!("win-read-{size}"), count, &mut || {
             window.copy_to(0, black_box(&mut back[..n]));
@@ -137,7 +144,7 @@ fn main() {
     drop(chunk);
     drop(io);
 
-    if only.is_empty() || only.iter().any(|o| o == "first-map") {
+    if selected("first-map") {
         first_map(samples.max(15) * 4);
     }
     drop(pairs);

@@ -548,37 +548,98 @@ fn js_filter_refuses_an_offset_outside_the_memory() {
     scope.assert_clean();
 }
 
-/// The Python guest on bad input: a chunk running past its segment is refused by the host
-/// with a typed error the guest reports, exit code 1, and its own memory is gone.
+/// The Python guest on bad input: the host refuses with typed errors the guest reports (the
+/// WIT error case and its message), exit code 1, and the guest's own memory is gone.
 #[test]
 fn python_guest_reports_host_errors() {
     let Some(python) = python() else { return };
     let scope = Scope::new("polypybad");
     let (producer, specs) = native_producer(&scope, "frames");
-    let spec = specs[0];
-    let past = format!("{}:{}", spec.offset.as_u64(), 1u64 << 40);
     let python = python.display().to_string();
-    let outcome = run(
-        resmem(&scope, &["run", &python, "--", "frames", "py-stats", &past]),
-        "python guest",
-        GUEST_TIMEOUT,
-    );
-    assert_eq!(outcome.code(), Some(1), "{outcome:?}");
-    assert!(outcome.stderr.starts_with("stats: "), "{}", outcome.stderr);
-    assert!(!resmem::exists("py-stats", &scope.config()).unwrap());
-    let missing = run(
-        resmem(
-            &scope,
-            &["run", &python, "--", "nothing", "py-stats", "0:8"],
+    let offset = specs[0].offset.as_u64();
+    let cases = [
+        // Past every segment the producer created: the view's read is refused.
+        (
+            format!("{offset}:{}", 1u64 << 26),
+            "frames",
+            "stats: InvalidOffset(",
         ),
-        "python guest",
+        // An output chunk over the default 256 MiB chunk quota.
+        (
+            format!("{offset}:{}", 1u64 << 40),
+            "frames",
+            "stats: QuotaExceeded(",
+        ),
+        ("0:8".to_owned(), "nothing", "stats: DoesNotExist"),
+    ];
+    for (chunk, input, expected) in &cases {
+        let outcome = run(
+            resmem(&scope, &["run", &python, "--", input, "py-stats", chunk]),
+            "python guest",
+            GUEST_TIMEOUT,
+        );
+        assert_eq!(outcome.code(), Some(1), "{chunk}: {outcome:?}");
+        assert!(
+            outcome.stderr.contains(expected),
+            "{chunk}: expected {expected:?} in {}",
+            outcome.stderr
+        );
+        assert!(!resmem::exists("py-stats", &scope.config()).unwrap());
+    }
+    release(producer, "the native producer");
+    scope.assert_clean();
+}
+
+/// `resmem filter` with the Rust plugin only (runs wherever the Rust guests build): every
+/// byte XORed with 0x5A. Plugins of one chain share the namespace, so the same plugin twice
+/// is refused (its output memory exists), as is a buffer without a length.
+#[test]
+fn resmem_filter_runs_the_rust_plugin() {
+    let scope = Scope::new("polyrs");
+    let (producer, specs) = native_producer(&scope, "frames");
+    let buffers: Vec<(PointerOffset, usize)> = specs.iter().map(|s| (s.offset, s.len)).collect();
+    let rust = Path::new(resmem_guests::FILTER);
+    let dir = TempDir::new("polyrs");
+    let out = dir.0.join("out.bin");
+    let outcome = run_filter(&scope, "frames", &buffers, &[rust], &out);
+    assert!(
+        outcome.status.success(),
+        "{:?}\n{}",
+        outcome.status,
+        outcome.stderr
+    );
+    let output = std::fs::read(&out).expect("the filter output");
+    let expected: Vec<u8> = specs
+        .iter()
+        .flat_map(|spec| pattern(spec).into_iter().map(|b| b ^ RUST_FILTER_KEY))
+        .collect();
+    assert_eq!(
+        first_difference(&output, &expected),
+        None,
+        "output (found, expected)"
+    );
+
+    let twice = run_filter(&scope, "frames", &buffers, &[rust, rust], &out);
+    assert_eq!(twice.code(), Some(1), "{twice:?}");
+    assert!(
+        twice.stderr.contains(
+            "refused buffer 0: create the output memory \"filter-out\": a memory with this name \
+             already exists"
+        ),
+        "{}",
+        twice.stderr
+    );
+    let rust = rust.display().to_string();
+    let bad = run(
+        resmem(&scope, &["filter", "frames", "12", "--plugin", &rust]),
+        "resmem filter",
         GUEST_TIMEOUT,
     );
-    assert_eq!(missing.code(), Some(1), "{missing:?}");
+    assert_eq!(bad.code(), Some(1), "{bad:?}");
     assert!(
-        missing.stderr.contains("stats: DoesNotExist"),
+        bad.stderr.contains("a buffer is OFFSET/LEN, got \"12\""),
         "{}",
-        missing.stderr
+        bad.stderr
     );
     release(producer, "the native producer");
     scope.assert_clean();

@@ -26,7 +26,8 @@ pub struct FilterArgs {
     #[arg(required = true)]
     buffers: Vec<String>,
     /// A filter plugin component (.wasm); repeat to chain them: each plugin's output buffer is
-    /// the next one's input.
+    /// the next one's input. They share the namespace, so their output memories need distinct
+    /// names.
     #[arg(long = "plugin", required = true, value_name = "WASM")]
     plugins: Vec<PathBuf>,
     /// Write the last plugin's output bytes, one buffer after the other, to this file (`-`:

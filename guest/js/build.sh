@@ -34,7 +34,8 @@ setup() {
 setup || exit $?
 [[ "$1" == setup ]] && exit 0
 
-out_dir="$1"
+# Absolute: the tool runs in another directory.
+out_dir="$(mkdir -p "$1" && cd "$1" && pwd)"
 shift
 mkdir -p "$out_dir"
 names=("$@")

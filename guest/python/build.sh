@@ -31,7 +31,8 @@ setup() {
 setup || exit $?
 [[ "$1" == setup ]] && exit 0
 
-out_dir="$1"
+# Absolute: the tool runs in another directory.
+out_dir="$(mkdir -p "$1" && cd "$1" && pwd)"
 mkdir -p "$out_dir"
 out="$out_dir/stats.wasm"
 if [[ -f "$out" ]] && [[ -z "$(find -L "$here/src" "$here/wit" "$here/requirements.txt" "$here/build.sh" \

@@ -233,19 +233,27 @@ pub mod raw {
                 while i + 128 <= wide {
                     let s = src.add(i) as *const v128;
                     let d = dst.add(i) as *mut v128;
-                    let v = [
+                    // Explicit statements: an array here would be spilled to the stack.
+                    let (a, b, c, e) = (
                         v128_load(s),
                         v128_load(s.add(1)),
                         v128_load(s.add(2)),
                         v128_load(s.add(3)),
+                    );
+                    let (f, g, h, k) = (
                         v128_load(s.add(4)),
                         v128_load(s.add(5)),
                         v128_load(s.add(6)),
                         v128_load(s.add(7)),
-                    ];
-                    for (k, v) in v.into_iter().enumerate() {
-                        d.add(k).write_volatile(v);
-                    }
+                    );
+                    d.write_volatile(a);
+                    d.add(1).write_volatile(b);
+                    d.add(2).write_volatile(c);
+                    d.add(3).write_volatile(e);
+                    d.add(4).write_volatile(f);
+                    d.add(5).write_volatile(g);
+                    d.add(6).write_volatile(h);
+                    d.add(7).write_volatile(k);
                     i += 128;
                 }
                 while i < wide {
@@ -291,19 +299,26 @@ pub mod raw {
                 while i + 128 <= wide {
                     let s = src.add(i) as *const v128;
                     let d = dst.add(i) as *mut v128;
-                    let v = [
+                    let (a, b, c, e) = (
                         s.read_volatile(),
                         s.add(1).read_volatile(),
                         s.add(2).read_volatile(),
                         s.add(3).read_volatile(),
+                    );
+                    let (f, g, h, k) = (
                         s.add(4).read_volatile(),
                         s.add(5).read_volatile(),
                         s.add(6).read_volatile(),
                         s.add(7).read_volatile(),
-                    ];
-                    for (k, v) in v.into_iter().enumerate() {
-                        v128_store(d.add(k), v);
-                    }
+                    );
+                    v128_store(d, a);
+                    v128_store(d.add(1), b);
+                    v128_store(d.add(2), c);
+                    v128_store(d.add(3), e);
+                    v128_store(d.add(4), f);
+                    v128_store(d.add(5), g);
+                    v128_store(d.add(6), h);
+                    v128_store(d.add(7), k);
                     i += 128;
                 }
                 while i < wide {
@@ -349,9 +364,14 @@ pub mod raw {
                 let mut i = 0;
                 while i + 128 <= wide {
                     let d = dst.add(i) as *mut v128;
-                    for k in 0..8 {
-                        d.add(k).write_volatile(v);
-                    }
+                    d.write_volatile(v);
+                    d.add(1).write_volatile(v);
+                    d.add(2).write_volatile(v);
+                    d.add(3).write_volatile(v);
+                    d.add(4).write_volatile(v);
+                    d.add(5).write_volatile(v);
+                    d.add(6).write_volatile(v);
+                    d.add(7).write_volatile(v);
                     i += 128;
                 }
                 while i < wide {

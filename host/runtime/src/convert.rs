@@ -140,6 +140,10 @@ pub fn open_error(e: OpenError) -> Error {
             "the segment was replaced while offsets of it are registered".into(),
         ),
         OpenError::InternalError => Error::Io("the OS failed to open a segment".into()),
+        OpenError::OwnerDead => Error::Io(
+            "the memory's owner is gone (stale memory); it can only be removed or its name reclaimed"
+                .into(),
+        ),
     }
 }
 

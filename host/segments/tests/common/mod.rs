@@ -142,6 +142,21 @@ impl Env {
             .expect("creating a raw backend object")
     }
 
+    /// Creates an object holding its owner lock, as a live owner's management object does
+    /// (the lock goes with the returned mapping).
+    pub fn create_locked_object(&self, os_name: &str, size: usize) -> Mapping {
+        self.backend()
+            .create(
+                os_name,
+                size,
+                &CreateOptions {
+                    lock_exclusive: true,
+                    ..options(0o600)
+                },
+            )
+            .expect("creating a locked backend object")
+    }
+
     /// Opens an existing object read-write through the backend.
     pub fn open_object(&self, os_name: &str) -> Mapping {
         self.backend()

@@ -1,6 +1,7 @@
 //! Crashed owners end to end: owner processes are SIGKILLed while their threads allocate,
 //! grow and free, then views, `resmem ls`, `resmem gc` (the real binary) and a reclaiming
 //! `create` are checked against their leftovers, next to a live memory that nothing may touch.
+//! Also: `ls`, `inspect` and `gc` on headers a peer scribbled over.
 //!
 //! The owner processes are this test binary again, running the ignored test
 //! [`crash_owner_child`] (selected by name, configured through the environment).
@@ -350,5 +351,64 @@ fn owners_killed_mid_allocation_are_stale_gc_and_reclaim() {
     assert!(!out.stdout.contains(" stale "), "{}", out.stdout);
 
     drop((reclaimed, live));
+    assert_eq!(objects(&prefix), Vec::<String>::new());
+}
+
+/// A peer wrote extreme counts into the slot records of a live memory (what `ls` sums) and
+/// then garbage over the whole header: `ls`, `inspect` and `gc` report, exit normally and
+/// remove nothing.
+#[test]
+fn ls_inspect_gc_survive_hostile_header_values() {
+    use std::os::unix::fs::FileExt;
+    let prefix = format!("rmhostile{}_", std::process::id());
+    let _cleanup = Cleanup(prefix.clone());
+    let config = Config::default().prefix(&prefix);
+    let memory = Memory::builder("victim")
+        .config(&config)
+        .max_chunk_layout_hint(layout(64))
+        .allocation_strategy(AllocationStrategy::BestFit)
+        .create()
+        .expect("create");
+    let a = memory.allocate(layout(64)).expect("allocate");
+    let b = memory.allocate(layout(64)).expect("allocate");
+    assert_eq!(memory.number_of_active_segments(), 2);
+    let mgmt = std::fs::OpenOptions::new()
+        .write(true)
+        .open(Path::new(SHM_DIR).join(format!("{prefix}victim__mgmt")))
+        .expect("the management object");
+    // `chunks_in_use` of slot records 0 and 1 (header 64 bytes, records 64 bytes, field at 48).
+    for slot in 0..2_u64 {
+        mgmt.write_all_at(&u64::MAX.to_le_bytes(), 64 + slot * 64 + 48)
+            .expect("scribble");
+    }
+    let objects_before = objects(&prefix);
+    let row = ls_row(&prefix, "victim");
+    assert_eq!(row[2], "alive");
+    assert_eq!(
+        row[5],
+        u64::MAX.to_string(),
+        "saturated, not wrapped: {row:?}"
+    );
+    let out = resmem(&["inspect", "victim", "-n", &prefix]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    // Garbage over everything: the owner lock still says "alive".
+    mgmt.write_all_at(&[0xA5; 4096], 0).expect("scribble");
+    let row = ls_row(&prefix, "victim");
+    assert_eq!(row[..3], ["victim", "-", "broken"], "{row:?}");
+    let out = resmem(&["inspect", "victim", "-n", &prefix]);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    let out = resmem(&["gc", "-n", &prefix]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("removed 0 stale memories"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(objects(&prefix), objects_before);
+    for chunk in [a, b] {
+        // SAFETY: ours, not used afterwards.
+        unsafe { memory.deallocate(chunk.offset, layout(64)) };
+    }
+    drop(memory);
     assert_eq!(objects(&prefix), Vec::<String>::new());
 }

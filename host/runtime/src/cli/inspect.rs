@@ -69,8 +69,14 @@ pub fn ls(args: &NamespaceArgs) -> Result<()> {
         match view {
             Ok(view) => {
                 let records = view.segment_records();
-                let bytes: usize = records.iter().map(|(_, r)| r.layout.payload_size).sum();
-                let chunks: u64 = records.iter().map(|(_, r)| r.chunks_in_use).sum();
+                // Validated sizes, but counts are as written by whoever could write the header:
+                // add without overflow.
+                let bytes = records.iter().fold(0_usize, |sum, (_, r)| {
+                    sum.saturating_add(r.layout.payload_size)
+                });
+                let chunks = records
+                    .iter()
+                    .fold(0_u64, |sum, (_, r)| sum.saturating_add(r.chunks_in_use));
                 println!(
                     "{:<32} {:>8} {:>7} {:>9} {:>14} {:>8}",
                     name,

@@ -201,6 +201,14 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_owner_is_an_io_error_that_says_so() {
+        match open_error(OpenError::OwnerDead) {
+            Error::Io(message) => assert!(message.contains("owner is gone"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn ranges_never_overflow() {
         assert!(range(0, 10, 10, "chunk").is_ok());
         assert!(range(1, 10, 10, "chunk").is_err());

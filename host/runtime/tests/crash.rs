@@ -356,7 +356,7 @@ fn owners_killed_mid_allocation_are_stale_gc_and_reclaim() {
 
 /// A peer wrote extreme counts into the slot records of a live memory (what `ls` sums) and
 /// then garbage over the whole header: `ls`, `inspect` and `gc` report, exit normally and
-/// remove nothing.
+/// remove nothing. Next to it, a memory still being created is `init` until its creator dies.
 #[test]
 fn ls_inspect_gc_survive_hostile_header_values() {
     use std::os::unix::fs::FileExt;

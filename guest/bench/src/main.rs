@@ -7,8 +7,14 @@
 //! - `method`: `memory.allocation-strategy`, a resource method whose host side is a handle
 //!   lookup (the floor of every `memory` call);
 //! - `pair-64`: `allocate` + `deallocate` of a 64-byte chunk;
-//! - `write-<n>` / `read-<n>`: `write` / `read` of `n` = 64, 4096, 1048576 bytes at the start
-//!   of a 1 MiB chunk (a `read` includes the guest allocating and freeing the returned list).
+//! - `write-<n>` / `read-<n>`: `write` / `read` of `n` = 64, 4096, 1 MiB, 64 MiB bytes at the
+//!   start of a 64 MiB chunk (a `read` includes the guest allocating and freeing the returned
+//!   list);
+//! - `win-write-<n>` / `win-fill-<n>` / `win-read-<n>`: the same chunk mapped into the window
+//!   (`map`, once), then `n` = 4096, 1 MiB, 64 MiB bytes copied in from the heap, filled, or
+//!   copied out to the heap with the SDK's in-place routines: no host call at all;
+//! - `first-map`: `map` of a chunk whose segment is not in the window yet (a fresh memory per
+//!   sample; only the `map` call is timed; 64 KiB chunk).
 //!
 //! Each workload runs untimed once as warm-up, then `samples` times (default 15) a loop whose
 //! length is the workload's base count times `scale` (default 1.0). Prints one line per
@@ -36,7 +42,9 @@ use resmem::memory::bench_support::noop;
 /// The pair workload's chunk: the same layout as the native comparison bench.
 const SMALL: Layout = Layout::new(64, 8);
 /// The write/read sizes.
-const SIZES: [u64; 3] = [64, 4096, 1 << 20];
+const SIZES: [u64; 4] = [64, 4096, 1 << 20, 64 << 20];
+/// The window sizes.
+const WINDOW_SIZES: [u64; 3] = [4096, 1 << 20, 64 << 20];
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -52,8 +60,9 @@ fn main() {
     );
     let only: Vec<String> = args.collect();
     let iters = |base: u64| ((base as f64 * scale) as u64).max(1);
+    let selected = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let report = |name: &str, iters: u64, op: &mut dyn FnMut()| {
-        if only.is_empty() || only.iter().any(|o| o == name) {
+        if selected(name) {
             measure(name, samples, iters, op);
         }
     };
@@ -96,6 +105,9 @@ fn main() {
         report(&format!("write-{size}"), count, &mut || {
             chunk.write_at(0, black_box(&data[..n])).expect("write");
         });
+        if !selected(&format!("read-{size}")) {
+            continue;
+        }
         chunk.write_at(0, &data[..n]).expect("write");
         let back = chunk.read_at(0, size).expect("read");
         assert!(back == data[..n], "read-{size} returned other bytes");
@@ -105,10 +117,61 @@ fn main() {
             black_box(bytes);
         });
     }
+    // The window: the same chunk, mapped once, then read and written in place.
+    let mut window = chunk.map().expect("map the I/O chunk");
+    let mut back = vec![0u8; largest as usize];
+    for size in WINDOW_SIZES {
+        let n = size as usize;
+        let count = iters((64 << 20) / size).min(iters(100_000));
+        report(&format!("win-write-{size}"), count, &mut || {
+            window.copy_from(0, black_box(&data[..n]));
+        });
+        report(&format!("win-fill-{size}"), count, &mut || {
+            window.fill_range(0, n, black_box(0x5A));
+        });
+        if !selected(&format!("win-read-{size}")) {
+            continue;
+        }
+        window.copy_from(0, &data[..n]);
+        report(&format!("win-read-{size}"), count, &mut || {
+            window.copy_to(0, black_box(&mut back[..n]));
+        });
+        assert!(
+            back[..n] == data[..n],
+            "win-read-{size} returned other bytes"
+        );
+    }
     drop(chunk);
     drop(io);
+
+    if selected("first-map") {
+        first_map(samples.max(15) * 4);
+    }
     drop(pairs);
     println!("done");
+}
+
+/// Times `map` of a chunk whose segment is new to the window: each sample creates a memory and
+/// a chunk (not timed), maps it (timed) and drops everything.
+fn first_map(samples: usize) {
+    let size = 64 << 10;
+    let mut times: Vec<f64> = (0..samples)
+        .map(|i| {
+            let memory = Memory::create(
+                &format!("bench-map-{i}"),
+                MemoryConfig::new(Layout::new(size, 64), 1, AllocationStrategy::PowerOfTwo),
+            )
+            .expect("create bench-map");
+            let mut chunk = memory.allocate(Layout::new(size, 64)).expect("allocate");
+            let start = Instant::now();
+            let window = chunk.map().expect("map");
+            let ns = start.elapsed().as_nanos() as f64;
+            black_box(window.addr());
+            ns
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!("bench first-map {:.3}", times[times.len() / 2]);
 }
 
 /// Warm-up, then `samples` timed loops of `iters` calls; prints the median ns per call.

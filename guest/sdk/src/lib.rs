@@ -12,9 +12,11 @@
 //!   it was sent; the returned [`Registered`] guard reads and writes that chunk and unregisters
 //!   it when dropped, so the host can unmap segments nobody uses any more.
 //!
-//! Guest memory never aliases shared memory: [`Chunk::write_at`] and [`Registered::read_at`]
-//! copy bytes across the component boundary, and the host checks every range, so nothing here
-//! needs `unsafe`. Names are relative to a namespace the host chooses for the guest.
+//! Two ways to the bytes: [`Chunk::write_at`] and [`Registered::read_at`] copy them across
+//! the component boundary (the host checks every range); [`Chunk::map`] and
+//! [`Registered::map`] map the segment into the guest's zero-copy [`window`] above its heap,
+//! where the guest reads and writes in place through [`Window`] / [`WindowMut`]. Neither needs
+//! `unsafe` in guest code. Names are relative to a namespace the host chooses for the guest.
 //!
 //! ```no_run
 //! use resmem_guest::{AccessMode, Layout, Memory, MemoryConfig, View};
@@ -40,11 +42,13 @@ mod memory;
 mod offset;
 pub mod pattern;
 mod view;
+pub mod window;
 
 pub use error::{Error, Result};
 pub use memory::{Chunk, Memory, exists, list, remove};
 pub use offset::Offset;
 pub use view::{Registered, View};
+pub use window::{Window, WindowMut};
 
 /// The `wit-bindgen` this crate was built with, so plugins generate matching bindings.
 pub use wit_bindgen;

@@ -3,7 +3,9 @@
 use std::fmt;
 
 use crate::bindings::resmem::memory::resizable_memory as wit;
-use crate::{AllocationStrategy, ContentPlacement, Layout, MemoryConfig, Offset, Result};
+use crate::{
+    AllocationStrategy, ContentPlacement, Layout, MemoryConfig, Offset, Result, WindowMut,
+};
 
 /// The owner of a named resizable memory. Dropping it removes the memory and every chunk in
 /// it (peers' views keep what they mapped, but can map nothing new).
@@ -108,6 +110,16 @@ impl<'m> Chunk<'m> {
     /// Copies `len` bytes out of the chunk starting at byte `at`.
     pub fn read_at(&self, at: u64, len: u64) -> Result<Vec<u8>> {
         Ok(self.memory.raw.read(self.offset.into(), at, len)?)
+    }
+
+    /// Maps the chunk into the guest's zero-copy window: its bytes, read and written in place
+    /// (see [`crate::window`]). The first map of a segment costs a host call that maps it;
+    /// later ones are cheap. The chunk stays borrowed (so allocated) while the window lives.
+    pub fn map(&mut self) -> Result<WindowMut<'_>> {
+        let addr = self.memory.raw.map(self.offset.into())?;
+        // SAFETY: the host mapped the chunk's segment read-write at `addr`; the chunk is
+        // borrowed for the window's lifetime, so it stays allocated and its segment alive.
+        unsafe { WindowMut::new(addr, self.layout.size) }
     }
 
     /// Resizes the chunk to `new_layout` (not smaller), in place or into a new chunk with the

@@ -12,7 +12,11 @@
 //! - `pair-64`: `resmem::Memory` allocate + deallocate of 64 B (segment 0 sized for 1024 such
 //!   chunks, as in the guest);
 //! - `write-<n>` / `read-<n>`: `memcpy` of `n` bytes from a private buffer into a shm chunk /
-//!   from the chunk into a private buffer: the copy the host itself does for a guest's call.
+//!   from the chunk into a private buffer: the copy the host itself does for a guest's call,
+//!   and the anchor of the guest's window rows `win-write-<n>` / `win-read-<n>`;
+//! - `fill-<n>`: `memset` of `n` bytes of the chunk, the anchor of `win-fill-<n>`;
+//! - `first-map`: a `resmem::View` registering an offset in a segment it has not mapped yet
+//!   (open, fstat, mmap, trailer check), the anchor of the guest's first `map` of a segment.
 //!
 //! To show where a guest's time goes, the column `host fn` calls the host's implementation of
 //! the same call directly, without wasm (`HostMemory::allocate` etc. on a `GuestState`): for
@@ -21,7 +25,9 @@
 //! `method` row (`memory.allocation-strategy`) is the floor of every call on a `memory`.
 //!
 //! Goals: a guest pair costs at most 2 no-op host calls + 1.5x the native pair; a guest write
-//! or read of 1 MiB reaches at least 0.4x the native memcpy bandwidth.
+//! or read of 1 MiB reaches at least 0.4x the native memcpy bandwidth; through the window,
+//! 1 MiB and 64 MiB reach at least 0.8x native and 1 MiB is at least 2x faster than `write`;
+//! a first `map` costs at most 2x a native view's first mapping.
 
 use std::alloc::Layout;
 use std::collections::BTreeMap;
@@ -45,8 +51,10 @@ const SMALL: Layout = match Layout::from_size_align(64, 8) {
     Ok(layout) => layout,
     Err(_) => panic!("64/8 is a valid layout"),
 };
-const SIZES: [usize; 3] = [64, 4096, 1 << 20];
+const SIZES: [usize; 4] = [64, 4096, 1 << 20, 64 << 20];
+const WINDOW_SIZES: [usize; 3] = [4096, 1 << 20, 64 << 20];
 const MIB: usize = 1 << 20;
+const LARGEST: usize = 64 << 20;
 
 fn scale() -> f64 {
     std::env::var("RESMEM_BENCH_SCALE")
@@ -185,7 +193,7 @@ fn run_native(scale: f64) -> Result<BTreeMap<String, f64>> {
     results.insert("pair-64".to_owned(), ns);
     drop(pairs);
 
-    let big = Layout::from_size_align(MIB, 64)?;
+    let big = Layout::from_size_align(LARGEST, 64)?;
     let io = Memory::builder("io")
         .config(&config)
         .max_chunk_layout_hint(big)
@@ -193,8 +201,8 @@ fn run_native(scale: f64) -> Result<BTreeMap<String, f64>> {
         .allocation_strategy(AllocationStrategy::PowerOfTwo)
         .create()?;
     let chunk = io.allocate(big)?;
-    let source: Vec<u8> = (0..MIB).map(|i| (i * 131 + 7) as u8).collect();
-    let mut target = vec![1u8; MIB];
+    let source: Vec<u8> = (0..LARGEST).map(|i| (i * 131 + 7) as u8).collect();
+    let mut target = vec![1u8; LARGEST];
     for size in SIZES {
         let count = io_iters(size, scale);
         let ns = per_call(count, || {
@@ -221,17 +229,57 @@ fn run_native(scale: f64) -> Result<BTreeMap<String, f64>> {
             black_box(&mut target);
         });
         results.insert(format!("read-{size}"), ns);
+        let ns = per_call(count, || {
+            // SAFETY: the chunk has LARGEST writable bytes, ours alone.
+            unsafe { std::ptr::write_bytes(black_box(chunk.data_ptr), black_box(0x5A), size) };
+        });
+        results.insert(format!("fill-{size}"), ns);
     }
+    // SAFETY: as above.
+    unsafe { std::ptr::copy_nonoverlapping(source.as_ptr(), chunk.data_ptr, LARGEST) };
+    // SAFETY: as above.
+    unsafe { std::ptr::copy_nonoverlapping(chunk.data_ptr, target.as_mut_ptr(), LARGEST) };
     ensure!(target[..] == source[..], "the native copies lost bytes");
     // SAFETY: allocated from `io` with `big`, freed once, not used afterwards.
     unsafe { io.deallocate(chunk.offset, big) };
     drop(io);
+    results.insert(
+        "first-map".to_owned(),
+        native_first_mapping(&config, SAMPLES * 4)?,
+    );
     let leftovers = resmem::list(&config)?;
     ensure!(
         leftovers.is_empty(),
         "native memories left behind: {leftovers:?}"
     );
     Ok(results)
+}
+
+/// A view's first mapping of a 64 KiB chunk's segment, as the guest's `first-map` measures its
+/// `map`: a fresh memory per sample, only the registration timed; median ns.
+fn native_first_mapping(config: &Config, samples: usize) -> Result<f64> {
+    let layout = Layout::from_size_align(64 << 10, 64)?;
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let name = format!("map{i}");
+        let memory = Memory::builder(&name)
+            .config(config)
+            .max_chunk_layout_hint(layout)
+            .allocation_strategy(AllocationStrategy::PowerOfTwo)
+            .create()?;
+        let chunk = memory.allocate(layout)?;
+        let view = resmem::View::builder(&name)
+            .config(config)
+            .open(resmem::AccessMode::Read)?;
+        let start = Instant::now();
+        // SAFETY: unregistered right below, the address is not used.
+        let address = unsafe { view.register_and_translate_offset(chunk.offset)? };
+        times.push(start.elapsed().as_nanos() as f64);
+        black_box(address);
+        // SAFETY: registered just above.
+        unsafe { view.unregister_offset(chunk.offset) };
+    }
+    Ok(median(&mut times))
 }
 
 /// The host's implementation of each call, called directly on a `GuestState` (no wasm, no
@@ -244,6 +292,7 @@ fn run_host_fn(scale: f64) -> Result<BTreeMap<String, f64>> {
     }
     let policy = Policy::builder()
         .namespace(&format!("rmwbh{}_", std::process::id()))
+        .quotas(bench_quotas())
         .build();
     let config = policy.config().clone();
     let mut state = GuestState::new(WasiCtxBuilder::new().build(), std::sync::Arc::new(policy));
@@ -275,7 +324,7 @@ fn run_host_fn(scale: f64) -> Result<BTreeMap<String, f64>> {
     HostMemory::drop(&mut state, pairs)?;
 
     let big = WitLayout {
-        size: MIB as u64,
+        size: LARGEST as u64,
         align: 64,
     };
     let io = ok(state.create(
@@ -287,7 +336,7 @@ fn run_host_fn(scale: f64) -> Result<BTreeMap<String, f64>> {
         },
     ));
     let chunk = ok(state.allocate(borrow(&io), big));
-    let source: Vec<u8> = (0..MIB).map(|i| (i * 131 + 7) as u8).collect();
+    let source: Vec<u8> = (0..LARGEST).map(|i| (i * 131 + 7) as u8).collect();
     for size in SIZES {
         let count = io_iters(size, scale);
         let ns = per_call(count, || {
@@ -313,6 +362,14 @@ fn run_host_fn(scale: f64) -> Result<BTreeMap<String, f64>> {
     Ok(results)
 }
 
+/// The default quotas, but for single calls of 64 MiB.
+fn bench_quotas() -> resmem_host::Quotas {
+    resmem_host::Quotas {
+        io_bytes: LARGEST as u64,
+        ..Default::default()
+    }
+}
+
 fn get(results: &BTreeMap<String, f64>, name: &str) -> Result<f64> {
     results
         .get(name)
@@ -329,6 +386,7 @@ fn main() -> Result<()> {
     let rounds = rounds();
     let policy = Policy::builder()
         .namespace(&format!("rmwb{}_", std::process::id()))
+        .quotas(bench_quotas())
         .build();
     let host = GuestHost::new(policy, EngineOptions::default())?;
     let component = host.load(resmem_guests::BENCH_WASM)?;
@@ -353,6 +411,12 @@ fn main() -> Result<()> {
     for size in SIZES {
         rows.push(format!("read-{size}"));
     }
+    for kind in ["write", "fill", "read"] {
+        for size in WINDOW_SIZES {
+            rows.push(format!("win-{kind}-{size}"));
+        }
+    }
+    rows.push("first-map".to_owned());
     println!(
         "\nWASM bridge: medians of {rounds} rounds x {SAMPLES} samples, scale {scale}, {seconds:.1} s"
     );
@@ -369,14 +433,16 @@ fn main() -> Result<()> {
     let dash = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     for name in &rows {
         let g = get(&guest, name)?;
-        let n = native.get(name).copied();
+        let n = native
+            .get(name.strip_prefix("win-").unwrap_or(name))
+            .copied();
         let ratio = n.map_or_else(|| "-".to_owned(), |n| format!("{:.2}x", g / n));
         let native_ns = dash(n);
         let host_ns = dash(host_fn.get(name).copied());
         let bytes = name
             .rsplit_once('-')
             .and_then(|(_, size)| size.parse::<usize>().ok())
-            .filter(|&size| size == MIB);
+            .filter(|&size| size >= MIB);
         let (gbs, nbs) = match (bytes, n) {
             (Some(b), Some(n)) => (
                 format!("{:.2}", b as f64 / g),
@@ -416,5 +482,37 @@ fn main() -> Result<()> {
             yes_no(g >= 0.4 * n)
         );
     }
+    for kind in ["write", "fill", "read"] {
+        for size in [MIB, LARGEST] {
+            let g = get(&guest, &format!("win-{kind}-{size}"))?;
+            let n = get(&native, &format!("{kind}-{size}"))?;
+            println!(
+                "  window {kind:<5} {:>2} MiB >= 0.8x native:  {:.2} GB/s vs {:.2} GB/s = {:.2}x?  {}",
+                size / MIB,
+                size as f64 / g,
+                size as f64 / n,
+                n / g,
+                yes_no(n / g >= 0.8)
+            );
+        }
+    }
+    for op in ["write", "read"] {
+        let copy = get(&guest, &format!("{op}-{MIB}"))?;
+        let window = get(&guest, &format!("win-{op}-{MIB}"))?;
+        println!(
+            "  window {op:<5} 1 MiB >= 2x faster than `{op}`:  {window:.0} ns vs {copy:.0} ns = {:.2}x?  {}",
+            copy / window,
+            yes_no(copy / window >= 2.0)
+        );
+    }
+    let first = get(&guest, "first-map")?;
+    let native_first = get(&native, "first-map")?;
+    println!(
+        "  first map <= 2x a native view's first mapping:  {:.1} us vs {:.1} us = {:.2}x?  {}",
+        first / 1000.0,
+        native_first / 1000.0,
+        first / native_first,
+        yes_no(first <= 2.0 * native_first)
+    );
     Ok(())
 }

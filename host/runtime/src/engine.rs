@@ -2,10 +2,13 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
+
+use crate::window::{self, WindowCreator};
 
 /// Engine settings chosen by the host.
 #[derive(Debug, Clone, Default)]
@@ -30,11 +33,24 @@ impl EngineOptions {
 ///   off): guests make plain synchronous calls, and the per-store concurrency state roughly
 ///   doubles the cost of every guest-to-host call (a prototype measured ~215 ns against ~85 ns
 ///   for a no-op round trip);
-/// - everything else at wasmtime's defaults (Cranelift, signal-based traps).
+/// - linear memories from [`WindowCreator`]: each a full 4 GiB reservation (so no bounds
+///   checks) that never moves, with the heap capped below the zero-copy window. Wasmtime's
+///   copy-on-write memory images do not combine with a custom creator (wasmtime 48 panics while
+///   instantiating), so data segments are copied in eagerly;
+/// - signal-based traps, so a guest access to an unmapped window page is a trap;
+/// - everything else at wasmtime's defaults (Cranelift, on-demand instance allocation: the
+///   pooling allocator would bypass the creator).
 pub fn new_engine() -> Result<Engine> {
+    crate::sigbus::install();
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.concurrency_support(false);
+    config.with_host_memory(Arc::new(WindowCreator));
+    config.memory_reservation(window::ADDRESS_SPACE);
+    config.memory_reservation_for_growth(0);
+    config.memory_may_move(false);
+    config.memory_init_cow(false);
+    config.signals_based_traps(true);
     Ok(Engine::new(&config)?)
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use resmem::{AccessMode, Memory, View};
+use resmem::{AccessMode, Memory, SegmentId, SegmentRegion, View};
 use wasmtime::component::Resource;
 
 use crate::bindings::api::{Host, HostMemory, HostView, MemoryConfig};
@@ -17,7 +17,8 @@ use crate::bindings::types::{
     Error, Layout as WitLayout, PointerOffset as WitOffset,
 };
 use crate::convert::{self, range};
-use crate::state::{GuestMemory, GuestState, GuestView, Registration};
+use crate::sigbus;
+use crate::state::{GuestMemory, GuestSegments, GuestState, GuestView, Registration};
 
 type Outcome<T> = wasmtime::Result<Result<T, Error>>;
 
@@ -52,43 +53,51 @@ impl GuestState {
     }
 
     /// `read` of a memory or a view: the size quota, then `locate` (which checks the range
-    /// against the guest's own records), then one copy out of shared memory.
-    fn read_from<T: 'static>(
+    /// against the guest's own records and returns it with its segment), then one copy out of
+    /// shared memory, guarded against a peer that truncated the segment.
+    fn read_from<T: Segmented>(
         &mut self,
         this: &Resource<T>,
         len: u64,
-        locate: impl FnOnce(&T) -> Result<*const u8, Error>,
+        locate: impl FnOnce(&T) -> Result<(*const u8, SegmentId), Error>,
     ) -> Outcome<Vec<u8>> {
         if let Err(e) = self.check_io(len) {
             return Ok(Err(e));
         }
-        let source = match locate(self.table.get(this)?) {
-            Ok(source) => source,
+        let guest = self.table.get_mut(this)?;
+        let (source, id) = match locate(guest) {
+            Ok(located) => located,
             Err(e) => return Ok(Err(e)),
         };
         // SAFETY: `locate` returned the start of `len` bytes inside mapped shared memory that
         // the guest owns (a chunk) or registered (a view's segment payload).
-        Ok(unsafe { copy_out(source, len) })
+        let copied = sigbus::guarded(source as usize, len as usize, || unsafe {
+            copy_out(source, len)
+        });
+        Ok(copied.unwrap_or_else(|_| Err(guest.mark_broken(id))))
     }
 
     /// `write` of a memory or a view, like `read_from`.
-    fn write_to<T: 'static>(
+    fn write_to<T: Segmented>(
         &mut self,
         this: &Resource<T>,
         data: &[u8],
-        locate: impl FnOnce(&T) -> Result<*mut u8, Error>,
+        locate: impl FnOnce(&T) -> Result<(*mut u8, SegmentId), Error>,
     ) -> Outcome<()> {
         if let Err(e) = self.check_io(data.len() as u64) {
             return Ok(Err(e));
         }
-        let target = match locate(self.table.get(this)?) {
-            Ok(target) => target,
+        let guest = self.table.get_mut(this)?;
+        let (target, id) = match locate(guest) {
+            Ok(located) => located,
             Err(e) => return Ok(Err(e)),
         };
         // SAFETY: `locate` returned the start of `data.len()` writable bytes inside shared
         // memory the guest owns or registered read-write; `data` is host memory.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len()) };
-        Ok(Ok(()))
+        let copied = sigbus::guarded(target as usize, data.len(), || unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len())
+        });
+        Ok(copied.map_err(|_| guest.mark_broken(id)))
     }
 
     fn create_memory(&mut self, name: &str, config: MemoryConfig) -> Result<GuestMemory, Error> {
@@ -110,15 +119,18 @@ impl GuestState {
                     config.max_number_of_chunks_hint, quotas.live_chunks
                 ))
             })?;
-        let memory = Memory::builder(name)
-            .config(self.policy.config())
-            .max_chunk_layout_hint(hint)
-            .max_number_of_chunks_hint(chunks)
-            .allocation_strategy(convert::strategy(config.allocation_strategy))
-            .budget(Arc::clone(&self.budget) as Arc<dyn resmem::SegmentBudget>)
-            .create()
-            .map_err(convert::create_error)?;
+        let memory = shield(|| {
+            Memory::builder(name)
+                .config(self.policy.config())
+                .max_chunk_layout_hint(hint)
+                .max_number_of_chunks_hint(chunks)
+                .allocation_strategy(convert::strategy(config.allocation_strategy))
+                .budget(Arc::clone(&self.budget) as Arc<dyn resmem::SegmentBudget>)
+                .create()
+                .map_err(convert::create_error)
+        })?;
         Ok(GuestMemory {
+            segments: GuestSegments::new(Arc::clone(&self.window)),
             memory,
             chunks: Default::default(),
         })
@@ -139,14 +151,18 @@ impl GuestState {
             )));
         }
         let timeout = Duration::from_millis(u64::from(timeout_ms)).min(quotas.open_timeout);
-        let view = View::builder(name)
-            .config(self.policy.config())
-            .timeout(timeout)
-            .open(convert::access(mode))
-            .map_err(convert::open_error)?;
+        let view = shield(|| {
+            View::builder(name)
+                .config(self.policy.config())
+                .timeout(timeout)
+                .open(convert::access(mode))
+                .map_err(convert::open_error)
+        })?;
         Ok(GuestView {
+            segments: GuestSegments::new(Arc::clone(&self.window)),
             view,
             registered: Default::default(),
+            per_segment: Box::new([0; 256]),
         })
     }
 }
@@ -176,12 +192,18 @@ impl HostMemory for GuestState {
             return Ok(Err(Error::QuotaExceeded(format!("{max} live chunks"))));
         }
         let guest = self.table.get_mut(&this)?;
-        let chunk = match guest.memory.allocate(layout) {
+        let (allocated, faulted) = sigbus::shielded(|| guest.memory.allocate(layout));
+        let chunk = match allocated {
             Ok(chunk) => chunk,
             Err(e) => return Ok(Err(convert::alloc_error(e))),
         };
+        // Recorded even after a fault, so the memory frees it like any other chunk.
         guest.chunks.insert(chunk.offset.as_u64(), layout);
+        guest.sweep_window();
         self.usage.chunks += 1;
+        if faulted {
+            return Ok(Err(truncated()));
+        }
         Ok(Ok(convert::to_wit_offset(chunk.offset)))
     }
 
@@ -196,9 +218,10 @@ impl HostMemory for GuestState {
         };
         // SAFETY: the chunk was handed out by this memory with `layout` and is returned once
         // (it was just removed from the guest's records); the host keeps no pointer into it.
-        unsafe { guest.memory.deallocate(offset, layout) };
+        let ((), faulted) = sigbus::shielded(|| unsafe { guest.memory.deallocate(offset, layout) });
+        guest.sweep_window();
         self.usage.chunks -= 1;
-        Ok(Ok(()))
+        Ok(if faulted { Err(truncated()) } else { Ok(()) })
     }
 
     fn grow(
@@ -220,18 +243,22 @@ impl HostMemory for GuestState {
         };
         // SAFETY: `offset` is a live chunk of this memory allocated with `old_layout` (the
         // guest's records say so); on success the records are updated to the new chunk.
-        let grown = unsafe {
+        let (grown, faulted) = sigbus::shielded(|| unsafe {
             guest.memory.grow(
                 offset,
                 old_layout,
                 new_layout,
                 convert::placement(placement),
             )
-        };
+        });
         match grown {
             Ok(chunk) => {
                 guest.chunks.remove(&offset.as_u64());
                 guest.chunks.insert(chunk.offset.as_u64(), new_layout);
+                guest.sweep_window();
+                if faulted {
+                    return Ok(Err(truncated()));
+                }
                 Ok(Ok(convert::to_wit_offset(chunk.offset)))
             }
             Err(e) => Ok(Err(convert::grow_error(e))),
@@ -257,7 +284,7 @@ impl HostMemory for GuestState {
         len: u64,
     ) -> Outcome<Vec<u8>> {
         self.read_from(&this, len, |guest| {
-            chunk_address(guest, offset, at, len).map(|p| p as *const u8)
+            chunk_address(guest, offset, at, len).map(|(p, id)| (p as *const u8, id))
         })
     }
 
@@ -274,14 +301,32 @@ impl HostMemory for GuestState {
         ))
     }
 
+    fn map(&mut self, this: Resource<GuestMemory>, offset: WitOffset) -> Outcome<u32> {
+        Ok(self.table.get_mut(&this)?.map(offset))
+    }
+
     fn drop(&mut self, this: Resource<GuestMemory>) -> wasmtime::Result<()> {
         let guest = self.table.delete(this)?;
         self.usage.memories -= 1;
         self.usage.chunks -= guest.chunks.len() as u64;
-        // Dropping the native owner removes every OS object of the memory.
-        drop(guest);
+        // Dropping the native owner removes every OS object of the memory (and writes its
+        // header, which a peer may have truncated).
+        let ((), _) = sigbus::shielded(|| drop(guest));
         Ok(())
     }
+}
+
+/// Runs a call into the native core with SIGBUS contained: a fault fails the call with `io`.
+fn shield<T>(work: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    match sigbus::shielded(work) {
+        (result, false) => result,
+        (_, true) => Err(truncated()),
+    }
+}
+
+/// The error of a call during which a shared-memory object turned out truncated.
+fn truncated() -> Error {
+    Error::Io(sigbus::Truncated.to_string())
 }
 
 /// The error for an offset that is not one of the guest's chunks in this memory.
@@ -295,18 +340,112 @@ fn chunk_address(
     offset: WitOffset,
     at: u64,
     len: u64,
-) -> Result<*mut u8, Error> {
-    let offset = convert::offset(offset)?;
-    let layout = guest
-        .chunks
-        .get(&offset.as_u64())
-        .ok_or_else(|| not_a_chunk(offset))?;
-    range(at, len, layout.size() as u64, "chunk")?;
-    let base = guest
-        .memory
-        .translate(offset)
-        .ok_or_else(|| Error::InvalidOffset(format!("{offset} is not in a live segment")))?;
-    Ok(base.wrapping_add(at as usize))
+) -> Result<(*mut u8, SegmentId), Error> {
+    let (offset, region) = guest.chunk_region(offset)?;
+    let size = guest.chunks.get(&offset.as_u64()).map_or(0, |l| l.size());
+    range(at, len, size as u64, "chunk")?;
+    let base = region.address + offset.offset() as usize;
+    Ok((
+        (base as *mut u8).wrapping_add(at as usize),
+        offset.segment_id(),
+    ))
+}
+
+/// A memory or a view: where its segments are and what the host knows of them.
+pub(crate) trait Segmented: 'static {
+    fn region(&self, id: SegmentId) -> Option<SegmentRegion>;
+    fn segments_mut(&mut self) -> &mut GuestSegments;
+
+    /// A guarded copy into segment `id` faulted: record it and return the guest's error.
+    fn mark_broken(&mut self, id: SegmentId) -> Error {
+        let sequence = self.region(id).map_or(0, |r| r.sequence);
+        self.segments_mut().mark_broken(id.value(), sequence)
+    }
+}
+
+impl Segmented for GuestMemory {
+    fn region(&self, id: SegmentId) -> Option<SegmentRegion> {
+        self.memory.segment_region(id)
+    }
+
+    fn segments_mut(&mut self) -> &mut GuestSegments {
+        &mut self.segments
+    }
+}
+
+impl Segmented for GuestView {
+    fn region(&self, id: SegmentId) -> Option<SegmentRegion> {
+        self.view.segment_region(id)
+    }
+
+    fn segments_mut(&mut self) -> &mut GuestSegments {
+        &mut self.segments
+    }
+}
+
+impl GuestMemory {
+    /// A chunk of this memory and its live segment, unless a peer broke that segment.
+    fn chunk_region(
+        &self,
+        offset: WitOffset,
+    ) -> Result<(resmem::PointerOffset, SegmentRegion), Error> {
+        let offset = convert::offset(offset)?;
+        if !self.chunks.contains_key(&offset.as_u64()) {
+            return Err(not_a_chunk(offset));
+        }
+        let region = self
+            .memory
+            .segment_region(offset.segment_id())
+            .filter(|r| offset.offset() < r.payload_size as u64)
+            .ok_or_else(|| Error::InvalidOffset(format!("{offset} is not in a live segment")))?;
+        self.segments
+            .check(offset.segment_id().value(), region.sequence)?;
+        Ok((offset, region))
+    }
+
+    /// `memory.map`: the chunk's guest address in the window.
+    fn map(&mut self, offset: WitOffset) -> Result<u32, Error> {
+        let (offset, region) = self.chunk_region(offset)?;
+        let start = self.segments.map(offset.segment_id().value(), &region)?;
+        window_address(start, offset.offset())
+    }
+
+    /// Takes released segments out of the window: the guest must not reach pages its memory
+    /// no longer holds.
+    fn sweep_window(&mut self) {
+        let Self {
+            segments, memory, ..
+        } = self;
+        segments.sweep(|id| {
+            memory
+                .segment_region(SegmentId::new(id))
+                .map(|r| r.sequence)
+        });
+    }
+}
+
+impl GuestView {
+    /// `view.map`: the registered offset's guest address in the window.
+    fn map(&mut self, offset: WitOffset) -> Result<u32, Error> {
+        let offset = convert::offset(offset)?;
+        if !self.registered.contains_key(&offset.as_u64()) {
+            return Err(Error::InvalidOffset(format!("{offset} is not registered")));
+        }
+        let region = self
+            .view
+            .segment_region(offset.segment_id())
+            .ok_or_else(|| Error::InvalidOffset(format!("{offset} is not in a mapped segment")))?;
+        let start = self.segments.map(offset.segment_id().value(), &region)?;
+        window_address(start, offset.offset())
+    }
+}
+
+/// The guest address `offset` bytes into the window slot at `start`.
+fn window_address(start: u32, offset: u64) -> Result<u32, Error> {
+    u64::from(start)
+        .checked_add(offset)
+        .and_then(|a| u32::try_from(a).ok())
+        .ok_or_else(|| Error::InvalidOffset(format!("offset {offset} is outside the window")))
 }
 
 /// Copies `len` bytes from shared memory into a new vector, failing politely if the host
@@ -358,10 +497,17 @@ impl HostView for GuestState {
         let guest = self.table.get_mut(&this)?;
         // SAFETY: every successful registration is recorded below and unregistered exactly
         // once, by `unregister` or when the view is dropped.
-        let address = match unsafe { guest.view.register_and_translate_offset(offset) } {
+        let (registered, faulted) =
+            sigbus::shielded(|| unsafe { guest.view.register_and_translate_offset(offset) });
+        let address = match registered {
             Ok(address) => address,
             Err(e) => return Ok(Err(convert::open_error(e))),
         };
+        if faulted {
+            // SAFETY: registered just above; the address was never handed out.
+            unsafe { guest.view.unregister_offset(offset) };
+            return Ok(Err(truncated()));
+        }
         let payload = guest
             .view
             .segment_payload_size(offset.segment_id())
@@ -375,6 +521,7 @@ impl HostView for GuestState {
                 count: 0,
             });
         entry.count += 1;
+        guest.per_segment[usize::from(offset.segment_id().value())] += 1;
         self.usage.registrations += 1;
         Ok(Ok(()))
     }
@@ -395,9 +542,17 @@ impl HostView for GuestState {
         if entry.count == 0 {
             guest.registered.remove(&key);
         }
+        let id = offset.segment_id();
+        let count = &mut guest.per_segment[usize::from(id.value())];
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            // Its last registration goes: the segment leaves the window before the view may
+            // unmap it.
+            guest.segments.unmap(id.value());
+        }
         // SAFETY: this offset was registered by this view (the records say so) and the guest
         // has no way to use the address after this.
-        unsafe { guest.view.unregister_offset(offset) };
+        let ((), _) = sigbus::shielded(|| unsafe { guest.view.unregister_offset(offset) });
         self.usage.registrations -= 1;
         Ok(Ok(()))
     }
@@ -427,12 +582,16 @@ impl HostView for GuestState {
                 return Err(Error::PermissionDenied("the view is read-only".into()));
             }
             // The view maps its segments read-write (its access mode), so writing is allowed.
-            registered_address(guest, offset, at, len).map(|p| p as *mut u8)
+            registered_address(guest, offset, at, len).map(|(p, id)| (p as *mut u8, id))
         })
     }
 
     fn number_of_active_segments(&mut self, this: Resource<GuestView>) -> wasmtime::Result<u32> {
         Ok(self.table.get(&this)?.view.number_of_active_segments() as u32)
+    }
+
+    fn map(&mut self, this: Resource<GuestView>, offset: WitOffset) -> Outcome<u32> {
+        Ok(self.table.get_mut(&this)?.map(offset))
     }
 
     fn drop(&mut self, this: Resource<GuestView>) -> wasmtime::Result<()> {
@@ -443,7 +602,7 @@ impl HostView for GuestState {
             .values()
             .map(|r| u64::from(r.count))
             .sum::<u64>();
-        drop(guest);
+        let ((), _) = sigbus::shielded(|| drop(guest));
         Ok(())
     }
 }
@@ -455,7 +614,7 @@ fn registered_address(
     offset: WitOffset,
     at: u64,
     len: u64,
-) -> Result<*const u8, Error> {
+) -> Result<(*const u8, SegmentId), Error> {
     let offset = convert::offset(offset)?;
     let registration = guest
         .registered
@@ -467,7 +626,16 @@ fn registered_address(
         registration.available,
         "segment payload after the offset",
     )?;
-    Ok((registration.address as *const u8).wrapping_add(at as usize))
+    let id = offset.segment_id();
+    if guest.segments.has_broken()
+        && let Some(region) = guest.view.segment_region(id)
+    {
+        guest.segments.check(id.value(), region.sequence)?;
+    }
+    Ok((
+        (registration.address as *const u8).wrapping_add(at as usize),
+        id,
+    ))
 }
 
 impl Host for GuestState {
@@ -475,11 +643,15 @@ impl Host for GuestState {
         if let Err(e) = self.check_name(&name) {
             return Ok(Err(e));
         }
-        Ok(resmem::exists(&name, self.policy.config()).map_err(|e| Error::Io(e.to_string())))
+        Ok(shield(|| {
+            resmem::exists(&name, self.policy.config()).map_err(|e| Error::Io(e.to_string()))
+        }))
     }
 
     fn list(&mut self) -> Outcome<Vec<String>> {
-        Ok(resmem::list(self.policy.config()).map_err(|e| Error::Io(e.to_string())))
+        Ok(shield(|| {
+            resmem::list(self.policy.config()).map_err(|e| Error::Io(e.to_string()))
+        }))
     }
 
     fn remove(&mut self, name: String) -> Outcome<bool> {
@@ -490,9 +662,11 @@ impl Host for GuestState {
         // Only leftovers: a memory whose owner (a guest, or a native process) is alive, or is
         // being created, belongs to that owner, which removes it by dropping it.
         // Decided by the owner's lock, not the header: a peer may have scribbled over that.
-        let owner_alive = match resmem::is_owner_alive(&name, config) {
+        let owner_alive = match shield(|| {
+            resmem::is_owner_alive(&name, config).map_err(|e| Error::Io(e.to_string()))
+        }) {
             Ok(alive) => alive,
-            Err(e) => return Ok(Err(Error::Io(e.to_string()))),
+            Err(e) => return Ok(Err(e)),
         };
         if owner_alive {
             return Ok(Err(Error::PermissionDenied(
@@ -501,7 +675,9 @@ impl Host for GuestState {
         }
         // SAFETY: the owner is gone (checked above through its lock), so nobody's mappings
         // depend on the names.
-        Ok(unsafe { resmem::remove(&name, config) }.map_err(|e| Error::Io(e.to_string())))
+        Ok(shield(|| {
+            unsafe { resmem::remove(&name, config) }.map_err(|e| Error::Io(e.to_string()))
+        }))
     }
 }
 

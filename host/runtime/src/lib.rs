@@ -19,9 +19,12 @@ mod host_impl;
 pub mod pattern;
 mod policy;
 pub mod run;
+pub mod sigbus;
 mod state;
+pub mod window;
 
 pub use engine::{EngineOptions, new_engine};
 pub use policy::{DEFAULT_NAMESPACE, Policy, PolicyBuilder, Quotas};
 pub use run::{GuestHost, Plugin, RunOutcome};
-pub use state::{GuestMemory, GuestState, GuestView, Usage};
+pub use state::{GuestMemory, GuestSegments, GuestState, GuestView, Usage};
+pub use window::{Window, WindowCreator};

@@ -31,6 +31,10 @@ pub struct Quotas {
     pub io_bytes: u64,
     /// Longest wait a guest may ask of `view.open`.
     pub open_timeout: Duration,
+    /// Bytes of the guest's wasm32 address space kept for the zero-copy window (`map`), at
+    /// the top; the guest heap may grow to the rest. Rounded down to 64 KiB; at least 64 MiB
+    /// of heap always remain.
+    pub window_bytes: u64,
 }
 
 impl Default for Quotas {
@@ -44,6 +48,7 @@ impl Default for Quotas {
             registrations: 1 << 16,
             io_bytes: 16 * MIB,
             open_timeout: Duration::from_secs(30),
+            window_bytes: crate::window::DEFAULT_WINDOW,
         }
     }
 }

@@ -92,7 +92,9 @@ impl GuestHost {
         wasi: &mut WasiCtxBuilder,
     ) -> Result<RunOutcome> {
         let mut store = self.store(wasi);
-        let command = Command::instantiate(&mut store, component, &self.linker)
+        let window = Arc::clone(store.data().window());
+        let command = window
+            .bind(|| Command::instantiate(&mut store, component, &self.linker))
             .map_err(anyhow::Error::from)
             .context("instantiating the component (is it a wasi:cli command?)")?;
         let outcome = match command.wasi_cli_run().call_run(&mut store) {
@@ -103,24 +105,39 @@ impl GuestHost {
                 None => RunOutcome::Trapped(format!("{e:?}")),
             },
         };
-        drop(store);
+        // Dropping the store drops every memory and view the guest held, which writes headers a
+        // peer may have truncated.
+        let ((), _) = crate::sigbus::shielded(|| drop(store));
         Ok(outcome)
     }
 
     /// Instantiates a filter plugin; it lives (with its memories) as long as the `Plugin`.
     pub fn plugin(&self, component: &Component, wasi: &mut WasiCtxBuilder) -> Result<Plugin> {
         let mut store = self.store(wasi);
-        let bindings = plugin::Plugin::instantiate(&mut store, component, &self.linker)
+        let window = Arc::clone(store.data().window());
+        let bindings = window
+            .bind(|| plugin::Plugin::instantiate(&mut store, component, &self.linker))
             .map_err(anyhow::Error::from)
             .context("instantiating the plugin (does it export resmem:memory/filter?)")?;
-        Ok(Plugin { store, bindings })
+        Ok(Plugin {
+            store: std::mem::ManuallyDrop::new(store),
+            bindings,
+        })
     }
 }
 
 /// A running filter plugin.
 pub struct Plugin {
-    store: Store<GuestState>,
+    store: std::mem::ManuallyDrop<Store<GuestState>>,
     bindings: plugin::Plugin,
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        // SAFETY: dropped exactly once, here; nothing uses the store afterwards.
+        let ((), _) =
+            crate::sigbus::shielded(|| unsafe { std::mem::ManuallyDrop::drop(&mut self.store) });
+    }
 }
 
 impl Plugin {
@@ -130,7 +147,7 @@ impl Plugin {
         Ok(self
             .bindings
             .resmem_memory_filter()
-            .call_process(&mut self.store, input)?)
+            .call_process(&mut *self.store, input)?)
     }
 
     pub fn state(&self) -> &GuestState {

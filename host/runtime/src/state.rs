@@ -2,21 +2,124 @@
 //! what the guest currently uses of its quotas.
 
 use std::alloc::Layout;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use resmem::{ByteBudget, Memory, View};
+use resmem::{ByteBudget, Memory, SegmentRegion, View};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::Policy;
+use crate::bindings::types::Error;
+use crate::window::{Slot, Window, WindowError};
 
 /// A memory owned by a guest, with every chunk it holds (packed offset → layout): the host
 /// bounds `read`/`write` to a chunk and frees chunks without trusting the guest's layout.
 #[derive(Debug)]
 pub struct GuestMemory {
+    pub(crate) segments: GuestSegments,
     pub(crate) memory: Memory,
     pub(crate) chunks: HashMap<u64, Layout>,
+}
+
+/// What the host knows about the segments of one memory or view beyond the native records:
+/// which are mapped into the guest's window, and which a peer broke by truncating them.
+/// Segments are keyed by id and told apart across id reuse by their sequence number.
+#[derive(Debug)]
+pub struct GuestSegments {
+    window: Arc<Window>,
+    mapped: HashMap<u8, (Slot, u64)>,
+    broken: HashSet<(u8, u64)>,
+}
+
+impl GuestSegments {
+    pub(crate) fn new(window: Arc<Window>) -> Self {
+        Self {
+            window,
+            mapped: HashMap::new(),
+            broken: HashSet::new(),
+        }
+    }
+
+    /// Fails when a peer broke the segment.
+    pub(crate) fn check(&self, id: u8, sequence: u64) -> Result<(), Error> {
+        if self.broken.contains(&(id, sequence)) {
+            return Err(broken_error(id));
+        }
+        Ok(())
+    }
+
+    /// A host copy or a probe of the segment faulted: never touch it again, and take it away
+    /// from the guest.
+    pub(crate) fn mark_broken(&mut self, id: u8, sequence: u64) -> Error {
+        self.broken.insert((id, sequence));
+        self.unmap(id);
+        broken_error(id)
+    }
+
+    /// Guest address of the segment's first payload byte, mapping it into the window first
+    /// if needed.
+    pub(crate) fn map(&mut self, id: u8, region: &SegmentRegion) -> Result<u32, Error> {
+        self.check(id, region.sequence)?;
+        match self.mapped.get(&id) {
+            Some(&(slot, sequence)) if sequence == region.sequence => return Ok(slot.start),
+            Some(_) => self.unmap(id),
+            None => {}
+        }
+        match self.window.map(region) {
+            Ok(slot) => {
+                self.mapped.insert(id, (slot, region.sequence));
+                Ok(slot.start)
+            }
+            Err(WindowError::Full { needed, window }) => Err(Error::QuotaExceeded(format!(
+                "the zero-copy window ({window} bytes) has no {needed} bytes free"
+            ))),
+            Err(WindowError::Truncated(_)) => Err(self.mark_broken(id, region.sequence)),
+            Err(e) => Err(Error::Io(e.to_string())),
+        }
+    }
+
+    /// Takes segment `id` out of the window, if it is there.
+    pub(crate) fn unmap(&mut self, id: u8) {
+        if let Some((slot, _)) = self.mapped.remove(&id) {
+            self.window.unmap(slot);
+        }
+    }
+
+    /// Unmaps every window slot whose segment is no longer the live one of its id;
+    /// `live(id)` is the sequence of the segment alive under `id` now.
+    pub(crate) fn sweep(&mut self, live: impl Fn(u8) -> Option<u64>) {
+        if self.mapped.is_empty() {
+            return;
+        }
+        let stale: Vec<u8> = self
+            .mapped
+            .iter()
+            .filter(|&(&id, &(_, sequence))| live(id) != Some(sequence))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in stale {
+            self.unmap(id);
+        }
+    }
+
+    pub(crate) fn has_broken(&self) -> bool {
+        !self.broken.is_empty()
+    }
+}
+
+impl Drop for GuestSegments {
+    fn drop(&mut self) {
+        for (_, (slot, _)) in self.mapped.drain() {
+            self.window.unmap(slot);
+        }
+    }
+}
+
+fn broken_error(id: u8) -> Error {
+    Error::Io(format!(
+        "segment {id} was truncated by a peer (SIGBUS); it is unusable"
+    ))
 }
 
 /// One registered offset of a view: where it maps and how many bytes follow it in its
@@ -31,12 +134,20 @@ pub(crate) struct Registration {
 /// A view opened by a guest, with its registered offsets (packed offset → registration).
 #[derive(Debug)]
 pub struct GuestView {
+    pub(crate) segments: GuestSegments,
     pub(crate) view: View,
     pub(crate) registered: HashMap<u64, Registration>,
+    /// Registrations per segment id: a segment leaves the window with its last one.
+    pub(crate) per_segment: Box<[u32; 256]>,
 }
 
 impl Drop for GuestView {
     fn drop(&mut self) {
+        // The window goes first: the guest must not reach a segment the view stops pinning.
+        self.segments
+            .mapped
+            .drain()
+            .for_each(|(_, (slot, _))| self.segments.window.unmap(slot));
         for (packed, registration) in self.registered.drain() {
             for _ in 0..registration.count {
                 // SAFETY: every registration was made by this view and is dropped once; the
@@ -66,6 +177,7 @@ pub struct GuestState {
     pub(crate) policy: Arc<Policy>,
     pub(crate) budget: Arc<ByteBudget>,
     pub(crate) usage: Usage,
+    pub(crate) window: Arc<Window>,
 }
 
 impl GuestState {
@@ -74,6 +186,7 @@ impl GuestState {
         Self {
             wasi,
             table: ResourceTable::new(),
+            window: Window::new(policy.quotas().window_bytes),
             policy,
             budget,
             usage: Usage::default(),
@@ -91,6 +204,11 @@ impl GuestState {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The guest's zero-copy window.
+    pub fn window(&self) -> &Arc<Window> {
+        &self.window
     }
 }
 

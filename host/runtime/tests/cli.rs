@@ -341,6 +341,39 @@ fn run_passes_arguments_and_the_exit_code_through() {
     );
 }
 
+/// `--window` sets the size of the zero-copy window: mapping beyond it is `quota-exceeded`;
+/// sizes that are not whole wasm pages, or leave no heap, are refused before anything runs.
+#[test]
+fn run_window_sets_the_zero_copy_window_size() {
+    let ns = Ns::new("runwin");
+    let window = guest(resmem_guests::WINDOW);
+    let fill = |size: &str| {
+        resmem(&[
+            "run",
+            "-n",
+            &ns.prefix,
+            "--window",
+            size,
+            window,
+            "--",
+            "fill-window",
+            "1048576",
+        ])
+    };
+    // Each 1 MiB chunk takes a 1 MiB + 64 KiB slot (its segment's trailer page, rounded).
+    let out = fill("4M");
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout.trim(), "full after=3 error=quota-exceeded");
+    let out = fill("8MiB");
+    assert_eq!(out.stdout.trim(), "full after=7 error=quota-exceeded");
+    ns.assert_clean();
+    for bad in ["100K", "4G", "lots"] {
+        let out = fill(bad);
+        assert_eq!(out.code(), Some(1), "{bad}: {out:?}");
+        assert!(out.stdout.is_empty(), "{bad}: {out:?}");
+    }
+}
+
 /// A trap is exit code 101 with the trap on stderr; the host process itself exits normally
 /// (no signal) and the guest's memory is gone.
 #[test]

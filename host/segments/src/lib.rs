@@ -53,6 +53,7 @@ pub mod header;
 mod memory;
 mod name;
 mod offset;
+mod region;
 mod slot;
 mod view;
 
@@ -66,6 +67,7 @@ pub use error::{
 pub use memory::{Memory, MemoryBuilder};
 pub use name::validate as validate_name;
 pub use offset::{PointerOffset, SegmentId, ShmPointer};
+pub use region::SegmentRegion;
 pub use view::{View, ViewBuilder};
 
 use error::manage_error;

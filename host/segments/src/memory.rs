@@ -13,7 +13,7 @@ use crate::header::{
 use crate::slot::SlotCell;
 use crate::{
     AllocError, AllocationStrategy, Config, ContentPlacement, CreateError, DeallocError, GrowError,
-    PointerOffset, SegmentBudget, SegmentId, ShmPointer, name,
+    PointerOffset, SegmentBudget, SegmentId, SegmentRegion, ShmPointer, name,
 };
 
 /// How often an allocation may lose the race for freshly created chunks to other threads
@@ -204,6 +204,7 @@ struct OwnerSegment {
     mapping: Mapping,
     allocator: Box<dyn ChunkAllocator>,
     os_name: String,
+    sequence: u64,
 }
 
 #[derive(Debug)]
@@ -425,6 +426,7 @@ impl Memory {
             mapping,
             allocator,
             os_name,
+            sequence,
         })
     }
 
@@ -433,11 +435,8 @@ impl Memory {
     fn owns_name(&self) -> bool {
         self.config
             .get_backend()
-            .open(
-                &name::mgmt_name(&self.name, &self.config),
-                crate::AccessMode::Read,
-            )
-            .is_ok_and(|mgmt| mgmt.same_object(&self.mgmt))
+            .is_same_object(&name::mgmt_name(&self.name, &self.config), &self.mgmt)
+            .unwrap_or(false)
     }
 
     /// Unlinks a segment's name unless it now names another object (after `remove` handed
@@ -446,8 +445,8 @@ impl Memory {
     fn unlink_if_ours(&self, segment: &OwnerSegment) {
         let backend = self.config.get_backend();
         let ours = backend
-            .open(&segment.os_name, crate::AccessMode::Read)
-            .is_ok_and(|mapping| mapping.same_object(&segment.mapping));
+            .is_same_object(&segment.os_name, &segment.mapping)
+            .unwrap_or(false);
         if ours {
             let _ = backend.remove(&segment.os_name);
         }
@@ -547,6 +546,25 @@ impl Memory {
         });
         let _ = slot.unpin(1, |s| self.release_segment(s));
         ptr
+    }
+
+    /// Where live segment `id` is mapped in this process, or `None` when it is not alive.
+    pub fn segment_region(&self, id: SegmentId) -> Option<SegmentRegion> {
+        let slot = &self.slots[id.index()];
+        if !slot.pin() {
+            return None;
+        }
+        // SAFETY: pinned above.
+        let segment = unsafe { slot.get() };
+        let region = SegmentRegion {
+            address: segment.mapping.as_ptr() as usize,
+            len: segment.mapping.len(),
+            payload_size: segment.allocator.layout().payload_size,
+            sequence: segment.sequence,
+            writable: segment.mapping.is_writable(),
+        };
+        let _ = slot.unpin(1, |s| self.release_segment(s));
+        Some(region)
     }
 
     /// Resizes a chunk to `new`: in place when its bucket allows, otherwise into a new chunk

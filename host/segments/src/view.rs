@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Mapping, page_size};
 use crate::header::{HeaderInfo, MAX_SEGMENTS, MgmtHeader, SegmentTrailer, segment_geometry};
 use crate::slot::SlotCell;
-use crate::{AccessMode, Config, OpenError, PointerOffset, SegmentId, name};
+use crate::{AccessMode, Config, OpenError, PointerOffset, SegmentId, SegmentRegion, name};
 
 /// How often a view re-reads a segment whose trailer disagrees with the header before it
 /// calls the memory corrupted (the owner may be replacing the segment right now).
@@ -366,6 +366,25 @@ impl View {
         let size = unsafe { slot.get() }.payload_size as usize;
         let _ = slot.unpin(1, drop);
         Some(size)
+    }
+
+    /// Where segment `id` is mapped in this process, if this view has it mapped.
+    pub fn segment_region(&self, id: SegmentId) -> Option<SegmentRegion> {
+        let slot = &self.slots[id.index()];
+        if !slot.pin() {
+            return None;
+        }
+        // SAFETY: pinned above.
+        let segment = unsafe { slot.get() };
+        let region = SegmentRegion {
+            address: segment.mapping.as_ptr() as usize,
+            len: segment.mapping.len(),
+            payload_size: segment.payload_size as usize,
+            sequence: segment.sequence,
+            writable: segment.mapping.is_writable(),
+        };
+        let _ = slot.unpin(1, drop);
+        Some(region)
     }
 
     /// The live segments as the owner's header describes them now (validated records only).

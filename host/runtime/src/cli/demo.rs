@@ -6,7 +6,9 @@
 //!    offsets the guest printed, and verifies every byte.
 //! 3. The embedded `filter` plugin reads each chunk through its own view and writes the
 //!    transformed bytes into its own memory; the host verifies those natively.
-//! 4. The guests exit; their memories are removed; nothing is left in the namespace.
+//! 4. The embedded `window` guest writes a large chunk in place through its zero-copy window
+//!    (`map`: no copy through the host); the native peer process verifies every byte.
+//! 5. The guests exit; their memories are removed; nothing is left in the namespace.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -33,6 +35,9 @@ pub struct DemoArgs {
     /// Skip the filter plugin stage.
     #[arg(long)]
     no_filter: bool,
+    /// Bytes the zero-copy stage writes in place (0 skips the stage).
+    #[arg(long, default_value_t = 64 << 20)]
+    zero_copy_size: u64,
 }
 
 /// The filter plugin XORs every byte with this (see guest/filter).
@@ -207,6 +212,9 @@ fn drive(
     } else {
         Some(filter_stage(host, config, &chunks)?)
     };
+    if args.zero_copy_size > 0 {
+        zero_copy_stage(host, namespace, args.zero_copy_size)?;
+    }
     Ok(Stats {
         chunks: chunks.len(),
         segments: segments.len(),
@@ -271,4 +279,77 @@ fn filter_stage(host: &GuestHost, config: &Config, chunks: &[Chunk]) -> Result<f
         );
     }
     Ok(started.elapsed().as_secs_f64())
+}
+
+/// The window guest fills one chunk in place; the native peer process verifies it.
+fn zero_copy_stage(host: &GuestHost, namespace: &str, size: u64) -> Result<()> {
+    const SEED: u64 = 99;
+    let component = host.load(resmem_guests::WINDOW_WASM)?;
+    let (stdout_reader, stdout_writer) = std::io::pipe()?;
+    let (stdin_reader, mut stdin_writer) = std::io::pipe()?;
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(OutputFile::new(File::from(OwnedFd::from(stdout_writer))))
+        .stdin(InputFile::new(File::from(OwnedFd::from(stdin_reader))))
+        .inherit_stderr()
+        .args(&[
+            "window".to_owned(),
+            "produce".to_owned(),
+            "zero-copy".to_owned(),
+            size.to_string(),
+            SEED.to_string(),
+        ]);
+    std::thread::scope(|scope| -> Result<()> {
+        let started = Instant::now();
+        let guest = scope.spawn(|| host.run_command(&component, &mut wasi));
+        let checked = (|| -> Result<()> {
+            let mut lines = BufReader::new(stdout_reader).lines();
+            let line = lines.next().context("the window guest printed nothing")??;
+            let field = |key: &str| -> Result<u64> {
+                line.split_whitespace()
+                    .find_map(|f| f.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+                    .with_context(|| format!("no {key} in {line:?}"))
+            };
+            let (offset, addr) = (field("offset")?, field("addr")?);
+            let written = started.elapsed().as_secs_f64();
+            println!(
+                "window: {:.0} MiB written in place at guest address {addr:#x} (offset {}) in {:.0} ms, no host copy",
+                mib(size),
+                PointerOffset::from_u64(offset),
+                written * 1e3
+            );
+            let output = Command::new(std::env::current_exe()?)
+                .args([
+                    "peer",
+                    "zero-copy",
+                    "--namespace",
+                    namespace,
+                    "--pattern",
+                    "0",
+                ])
+                .arg(format!("{offset}/{size}@{SEED}"))
+                .stdout(Stdio::piped())
+                .output()
+                .context("running the native peer process")?;
+            for line in String::from_utf8_lossy(&output.stdout).lines() {
+                println!("peer:   {line}");
+            }
+            ensure!(
+                output.status.success(),
+                "the native peer process failed on the window's bytes: {}",
+                output.status
+            );
+            Ok(())
+        })();
+        let _ = writeln!(stdin_writer);
+        drop(stdin_writer);
+        let outcome = guest
+            .join()
+            .map_err(|_| anyhow::anyhow!("the guest thread panicked"))??;
+        checked?;
+        ensure!(
+            outcome == RunOutcome::Exited(0),
+            "the window guest ended with {outcome:?}"
+        );
+        Ok(())
+    })
 }

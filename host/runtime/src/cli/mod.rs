@@ -109,6 +109,24 @@ pub fn parse_size(text: &str) -> Result<u64> {
         .with_context(|| format!("size overflows: {text:?}"))
 }
 
+/// The size of a guest's zero-copy window: whole 64 KiB wasm pages, leaving the heap at
+/// least 64 MiB of the 4 GiB address space.
+pub fn window_size(text: &str) -> Result<u64> {
+    use resmem_host::window::{ADDRESS_SPACE, MIN_HEAP, SLOT_ALIGN};
+    let bytes = parse_size(text)?;
+    if bytes % SLOT_ALIGN != 0 {
+        bail!("the window must be a multiple of 64 KiB, got {bytes} bytes");
+    }
+    if bytes > ADDRESS_SPACE - MIN_HEAP {
+        bail!(
+            "the window may take at most {} bytes of the 4 GiB address space (64 MiB stay heap), \
+             got {bytes}",
+            ADDRESS_SPACE - MIN_HEAP
+        );
+    }
+    Ok(bytes)
+}
+
 /// Applies `name=value` quota settings on top of the defaults.
 pub fn parse_quotas(settings: &[String]) -> Result<Quotas> {
     let mut quotas = Quotas::default();
@@ -132,9 +150,10 @@ pub fn parse_quotas(settings: &[String]) -> Result<Quotas> {
             }
             "views" => quotas.views = u32::try_from(count()?).context("views: too large")?,
             "open-timeout-ms" => quotas.open_timeout = std::time::Duration::from_millis(count()?),
+            "window-bytes" => quotas.window_bytes = window_size(value)?,
             other => bail!(
                 "unknown quota {other:?}; known: shm-bytes, chunk-bytes, io-bytes, live-chunks, \
-                 registrations, memories, views, open-timeout-ms"
+                 registrations, memories, views, open-timeout-ms, window-bytes"
             ),
         }
     }
@@ -154,6 +173,18 @@ mod tests {
         assert!(parse_size("1X").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn window_sizes_are_whole_pages_below_the_heap_minimum() {
+        assert_eq!(window_size("1G").unwrap(), 1 << 30);
+        assert_eq!(window_size("0").unwrap(), 0);
+        assert!(window_size("100K").is_err());
+        assert!(window_size("4G").is_err());
+        assert_eq!(window_size("4032M").unwrap(), 4032 << 20);
+        assert!(window_size("4033M").is_err());
+        let q = parse_quotas(&["window-bytes=512M".into()]).unwrap();
+        assert_eq!(q.window_bytes, 512 << 20);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use clap::Args;
 use resmem_host::{EngineOptions, GuestHost, Policy, RunOutcome};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::{NamespaceArgs, parse_quotas};
+use super::{NamespaceArgs, parse_quotas, window_size};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -16,9 +16,13 @@ pub struct RunArgs {
     #[command(flatten)]
     namespace: NamespaceArgs,
     /// Raise or lower a quota, NAME=VALUE (repeatable): shm-bytes, chunk-bytes, io-bytes,
-    /// live-chunks, registrations, memories, views, open-timeout-ms.
+    /// live-chunks, registrations, memories, views, open-timeout-ms, window-bytes.
     #[arg(long = "quota", value_name = "NAME=VALUE")]
     quotas: Vec<String>,
+    /// Size of the guest's zero-copy window (`map`) at the top of its 4 GiB address space, in
+    /// whole 64 KiB pages; the heap may grow to the rest [default: 2GiB].
+    #[arg(long, value_name = "SIZE")]
+    window: Option<String>,
     /// Do not cache the compiled component.
     #[arg(long)]
     no_cache: bool,
@@ -29,8 +33,12 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<i32> {
     let (namespace, config) = args.namespace.resolve();
+    let mut quotas = parse_quotas(&args.quotas)?;
+    if let Some(window) = &args.window {
+        quotas.window_bytes = window_size(window)?;
+    }
     let policy = Policy::builder()
-        .quotas(parse_quotas(&args.quotas)?)
+        .quotas(quotas)
         .config(config)
         .namespace(&namespace)
         .build();

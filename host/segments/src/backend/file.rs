@@ -62,6 +62,10 @@ impl Backend for FileBacked {
         Mapping::open_file(file, access)
     }
 
+    fn is_same_object(&self, name: &str, mapping: &Mapping) -> io::Result<bool> {
+        Ok(mapping.has_identity(&std::fs::metadata(self.dir.join(name))?))
+    }
+
     fn remove(&self, name: &str) -> io::Result<bool> {
         match std::fs::remove_file(self.dir.join(name)) {
             Ok(()) => Ok(true),

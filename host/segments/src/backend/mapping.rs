@@ -176,6 +176,11 @@ impl Mapping {
         }
     }
 
+    /// Whether `meta` (of an open object) describes the object this mapping maps.
+    pub(crate) fn has_identity(&self, meta: &Metadata) -> bool {
+        matches!(&self.keep, Keep::Mmap { identity, .. } if *identity == (meta.dev(), meta.ino()))
+    }
+
     /// Closes the object's handle; the mapping stays valid, but the lock functions fail.
     pub fn close_handle(&mut self) {
         if let Keep::Mmap { file, .. } = &mut self.keep {

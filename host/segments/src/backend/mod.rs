@@ -69,6 +69,13 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// there is no such object. Removers of stale memories hold it while they remove, so two
     /// of them (or a remover and a creator) never act on the same object at once.
     fn try_lock(&self, name: &str) -> io::Result<Option<ObjectLock>>;
+
+    /// Whether `name` is the object `mapping` maps, whatever its size now: an owner must
+    /// recognise (and remove) its objects even after a peer truncated them.
+    fn is_same_object(&self, name: &str, mapping: &Mapping) -> io::Result<bool> {
+        self.open(name, AccessMode::Read)
+            .map(|other| other.same_object(mapping))
+    }
 }
 
 /// The page size, which is also the largest alignment a chunk can have: segment payloads start

@@ -61,6 +61,11 @@ impl Backend for PosixShm {
         Mapping::open_file(file, access)
     }
 
+    fn is_same_object(&self, name: &str, mapping: &Mapping) -> io::Result<bool> {
+        let fd = shm_open(os_name(name).as_str(), OFlag::O_RDONLY, Mode::empty())?;
+        Ok(mapping.has_identity(&File::from(fd).metadata()?))
+    }
+
     fn remove(&self, name: &str) -> io::Result<bool> {
         match shm_unlink(os_name(name).as_str()) {
             Ok(()) => Ok(true),

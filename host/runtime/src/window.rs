@@ -1,0 +1,469 @@
+//! The zero-copy window: shared-memory segments mapped straight into a guest's linear memory.
+//!
+//! Every linear memory is created here (`Config::with_host_memory`). It reserves the whole
+//! wasm32 address space plus wasmtime's guard as PROT_NONE, so compiled code needs no bounds
+//! checks, and lets the guest heap grow only up to a cap. Above the cap lies the window: the
+//! host maps segments there with `MAP_FIXED`, in 64 KiB-aligned slots, and guests reach them
+//! with their own loads and stores. A released slot gets PROT_NONE mapped back over it (never a
+//! plain `munmap`, or an unrelated host mapping could land where the guest can reach it) and
+//! is reused.
+//!
+//! A store's [`Window`] learns the bases of the memories its instance creates: the host binds
+//! the window to the instantiating thread ([`Window::bind`]) and the creator, which wasmtime
+//! calls synchronously on that thread, attaches each new memory to it. A component with
+//! several memories (an interpreter-based guest) gets every segment mapped into all of them.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use resmem::SegmentRegion;
+use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
+
+use crate::sigbus;
+
+/// The wasm32 address space.
+pub const ADDRESS_SPACE: u64 = 1 << 32;
+/// Window slots start on wasm page boundaries.
+pub const SLOT_ALIGN: u64 = 64 << 10;
+/// The least heap a guest keeps, whatever window it asks for.
+pub const MIN_HEAP: u64 = 64 << 20;
+/// Window bytes per guest by default: the upper half of the address space.
+pub const DEFAULT_WINDOW: u64 = 2 << 30;
+
+/// Why a segment could not be mapped into the window.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("the window has no {needed} free bytes left (window size {window} bytes)")]
+    Full { needed: u64, window: u64 },
+    #[error("the guest has no 32-bit linear memory to map into")]
+    NoLinearMemory,
+    #[error("mapping into the window failed: {0}")]
+    Map(String),
+    #[error(transparent)]
+    Truncated(#[from] sigbus::Truncated),
+}
+
+/// A segment mapped into a window: guest addresses `[start, start + len)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub start: u32,
+    /// The segment's mapping length rounded up to `SLOT_ALIGN`.
+    pub len: u64,
+}
+
+/// One store's window: the bases of its linear memories and the slots in use.
+#[derive(Debug)]
+pub struct Window {
+    heap_cap: u64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    bases: Vec<usize>,
+    /// Free guest ranges `(start, len)`, sorted by start, coalesced.
+    free: Vec<(u64, u64)>,
+}
+
+thread_local! {
+    /// The window of the store whose instance this thread is instantiating.
+    static BINDING: RefCell<Option<Arc<Window>>> = const { RefCell::new(None) };
+}
+
+impl Window {
+    /// A window of `window_bytes` (rounded down to 64 KiB, leaving at least `MIN_HEAP` of heap)
+    /// at the top of the wasm32 address space.
+    pub fn new(window_bytes: u64) -> Arc<Self> {
+        let window = (window_bytes / SLOT_ALIGN * SLOT_ALIGN).min(ADDRESS_SPACE - MIN_HEAP);
+        let heap_cap = ADDRESS_SPACE - window;
+        let free = if window > 0 {
+            vec![(heap_cap, window)]
+        } else {
+            Vec::new()
+        };
+        Arc::new(Self {
+            heap_cap,
+            inner: Mutex::new(Inner {
+                bases: Vec::new(),
+                free,
+            }),
+        })
+    }
+
+    /// The most the guest heap may grow to; the window starts here.
+    pub fn heap_cap(&self) -> u64 {
+        self.heap_cap
+    }
+
+    pub fn window_bytes(&self) -> u64 {
+        ADDRESS_SPACE - self.heap_cap
+    }
+
+    /// Free window bytes now.
+    pub fn free_bytes(&self) -> u64 {
+        self.lock().free.iter().map(|&(_, len)| len).sum()
+    }
+
+    /// Linear memories attached so far.
+    pub fn memories(&self) -> usize {
+        self.lock().bases.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `instantiate` with this window bound to the thread, so the memories it creates
+    /// attach to it.
+    pub fn bind<T>(self: &Arc<Self>, instantiate: impl FnOnce() -> T) -> T {
+        let previous = BINDING.with(|b| b.replace(Some(Arc::clone(self))));
+        let value = instantiate();
+        BINDING.with(|b| *b.borrow_mut() = previous);
+        value
+    }
+
+    fn attach(&self, base: usize) {
+        self.lock().bases.push(base);
+    }
+
+    fn detach(&self, base: usize) {
+        self.lock().bases.retain(|&b| b != base);
+    }
+
+    /// Maps `region` (a segment mapped in this process) into the window of every attached
+    /// memory; returns its slot.
+    pub fn map(&self, region: &SegmentRegion) -> Result<Slot, WindowError> {
+        // A peer may have truncated the object: check it is backed to its end before the guest
+        // can touch it (a later truncation still faults, and the fault is contained).
+        sigbus::probe(region.address, region.len)?;
+        let mut inner = self.lock();
+        if inner.bases.is_empty() {
+            return Err(WindowError::NoLinearMemory);
+        }
+        let needed = (region.len as u64).div_ceil(SLOT_ALIGN) * SLOT_ALIGN;
+        let index = inner
+            .free
+            .iter()
+            .position(|&(_, len)| len >= needed)
+            .ok_or(WindowError::Full {
+                needed,
+                window: self.window_bytes(),
+            })?;
+        let (start, len) = inner.free[index];
+        let slot = Slot {
+            start: start as u32,
+            len: needed,
+        };
+        for (done, &base) in inner.bases.iter().enumerate() {
+            // SAFETY: `region` is a live shared mapping of this process (the caller holds it
+            // alive); the target lies inside the window of a reservation this module made,
+            // below 4 GiB, which only guest code and this module touch.
+            if let Err(e) = unsafe { duplicate(region.address, region.len, base + start as usize) }
+            {
+                for &undo in &inner.bases[..done] {
+                    // SAFETY: as above; this undoes the mapping just made.
+                    unsafe { seal(undo + start as usize, slot.len as usize) };
+                }
+                return Err(WindowError::Map(e.to_string()));
+            }
+        }
+        if len == needed {
+            inner.free.remove(index);
+        } else {
+            inner.free[index] = (start + needed, len - needed);
+        }
+        Ok(slot)
+    }
+
+    /// Makes a slot unreachable (PROT_NONE) in every attached memory and frees it.
+    pub fn unmap(&self, slot: Slot) {
+        let mut inner = self.lock();
+        for &base in &inner.bases {
+            // SAFETY: the slot lies in the window of this reservation; replacing it with
+            // PROT_NONE only takes the segment away from the guest.
+            unsafe { seal(base + slot.start as usize, slot.len as usize) };
+        }
+        let start = u64::from(slot.start);
+        let at = inner.free.partition_point(|&(s, _)| s < start);
+        inner.free.insert(at, (start, slot.len));
+        // Coalesce with the neighbours.
+        if at + 1 < inner.free.len() && inner.free[at].0 + inner.free[at].1 == inner.free[at + 1].0
+        {
+            inner.free[at].1 += inner.free[at + 1].1;
+            inner.free.remove(at + 1);
+        }
+        if at > 0 && inner.free[at - 1].0 + inner.free[at - 1].1 == inner.free[at].0 {
+            inner.free[at - 1].1 += inner.free[at].1;
+            inner.free.remove(at);
+        }
+    }
+}
+
+/// Maps the pages of the shared mapping at `source` a second time at `target`.
+///
+/// `mremap` with an old size of 0 duplicates a shared mapping: same object, same protection,
+/// no file descriptor needed, and MREMAP_FIXED replaces whatever was at `target` atomically.
+///
+/// # Safety
+/// `source..source + len` must be a shared mapping; `target..target + len` must be ours to
+/// replace.
+unsafe fn duplicate(source: usize, len: usize, target: usize) -> std::io::Result<()> {
+    // SAFETY: forwarded contract.
+    let result = unsafe {
+        libc::mremap(
+            source as *mut libc::c_void,
+            0,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            target as *mut libc::c_void,
+        )
+    };
+    if result == libc::MAP_FAILED {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Maps inaccessible anonymous memory over `[addr, addr + len)`.
+///
+/// # Safety
+/// The range must be ours to replace.
+unsafe fn seal(addr: usize, len: usize) {
+    // SAFETY: forwarded contract; MAP_FIXED replaces exactly this range.
+    unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            -1,
+            0,
+        );
+    }
+}
+
+/// Creates every linear memory of the engine: a full wasm32 reservation with the heap capped
+/// below the window.
+#[derive(Debug, Default)]
+pub struct WindowCreator;
+
+// SAFETY: the memories honour wasmtime's contract: the reservation is at least
+// `reserved_size_in_bytes` plus `guard_size_in_bytes`, all PROT_NONE except the heap, which is
+// zero-filled on creation; the base never moves; only the window above the heap cap is mapped
+// by the host, and wasmtime's bounds (`byte_size`) never include it.
+unsafe impl MemoryCreator for WindowCreator {
+    fn new_memory(
+        &self,
+        ty: MemoryType,
+        minimum: usize,
+        maximum: Option<usize>,
+        reserved_size_in_bytes: Option<usize>,
+        guard_size_in_bytes: usize,
+    ) -> Result<Box<dyn LinearMemory>, String> {
+        let window = BINDING.with(|b| b.borrow().clone());
+        let reservation = reserved_size_in_bytes
+            .unwrap_or(0)
+            .max(ADDRESS_SPACE as usize);
+        let heap_cap = window
+            .as_ref()
+            .map_or(ADDRESS_SPACE - DEFAULT_WINDOW, |w| w.heap_cap())
+            as usize;
+        let limit = maximum.unwrap_or(usize::MAX).min(heap_cap);
+        if minimum > limit {
+            return Err(format!(
+                "the memory needs {minimum} bytes, more than the guest heap cap of {limit}"
+            ));
+        }
+        let total = reservation
+            .checked_add(guard_size_in_bytes)
+            .ok_or("reservation overflows")?;
+        // SAFETY: a fresh anonymous reservation; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(format!(
+                "reserving {total} bytes: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let mut memory = WindowedMemory {
+            base: base as usize,
+            total,
+            size: 0,
+            limit,
+            window: None,
+            _guard: sigbus::register_window(base as usize, base as usize + total),
+        };
+        memory.grow_to(minimum).map_err(|e| e.to_string())?;
+        // Only 32-bit memories have the window: wasmtime bounds-checks 64-bit ones explicitly.
+        if !ty.is_64()
+            && let Some(window) = window
+        {
+            window.attach(memory.base);
+            memory.window = Some(window);
+        }
+        Ok(Box::new(memory))
+    }
+}
+
+/// A linear memory in a full wasm32 reservation.
+struct WindowedMemory {
+    base: usize,
+    total: usize,
+    size: usize,
+    limit: usize,
+    window: Option<Arc<Window>>,
+    _guard: sigbus::WindowGuard,
+}
+
+// SAFETY: `as_ptr` is the base of a reservation that lives (unmoved) until drop; `byte_size`
+// bytes from it are readable and writable; growth only changes protections in place.
+unsafe impl LinearMemory for WindowedMemory {
+    fn byte_size(&self) -> usize {
+        self.size
+    }
+
+    fn byte_capacity(&self) -> usize {
+        self.limit
+    }
+
+    fn grow_to(&mut self, new_size: usize) -> wasmtime::Result<()> {
+        if new_size > self.limit {
+            wasmtime::bail!(
+                "the guest heap is capped at {} bytes (the zero-copy window lies above)",
+                self.limit
+            );
+        }
+        if new_size > self.size {
+            // SAFETY: `[size, new_size)` lies inside our reservation, below the window.
+            let rc = unsafe {
+                libc::mprotect(
+                    (self.base + self.size) as *mut libc::c_void,
+                    new_size - self.size,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                )
+            };
+            if rc != 0 {
+                wasmtime::bail!(
+                    "growing the guest heap: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            self.size = new_size;
+        }
+        Ok(())
+    }
+
+    fn as_ptr(&self) -> *mut u8 {
+        self.base as *mut u8
+    }
+}
+
+impl Drop for WindowedMemory {
+    fn drop(&mut self) {
+        if let Some(window) = &self.window {
+            window.detach(self.base);
+        }
+        // SAFETY: the reservation (window mappings included) is ours and wasmtime no longer
+        // uses the memory.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.total) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_size_is_rounded_and_leaves_a_heap() {
+        let w = Window::new(3 * SLOT_ALIGN + 5);
+        assert_eq!(w.window_bytes(), 3 * SLOT_ALIGN);
+        assert_eq!(w.heap_cap(), ADDRESS_SPACE - 3 * SLOT_ALIGN);
+        let w = Window::new(u64::MAX);
+        assert_eq!(w.heap_cap(), MIN_HEAP);
+        assert_eq!(Window::new(0).free_bytes(), 0);
+    }
+
+    /// The mechanism without wasm: a memory from the creator, bound to a window; a shared
+    /// file mapping shows up in the window, leaves it on unmap, and the heap stops at the cap.
+    #[test]
+    fn segments_appear_in_the_window_and_the_heap_stops_at_the_cap() {
+        let window = Window::new(4 << 20);
+        let mut memory = window
+            .bind(|| {
+                WindowCreator.new_memory(
+                    MemoryType::new(1, None),
+                    64 << 10,
+                    None,
+                    Some(ADDRESS_SPACE as usize),
+                    32 << 20,
+                )
+            })
+            .expect("a memory");
+        assert_eq!(window.memories(), 1);
+        let cap = window.heap_cap() as usize;
+        assert_eq!(memory.byte_capacity(), cap);
+        assert!(memory.grow_to(cap + (64 << 10)).is_err());
+        memory.grow_to(128 << 10).expect("grow below the cap");
+        assert_eq!(memory.byte_size(), 128 << 10);
+
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(8192).unwrap();
+        // SAFETY: a private temporary file; nobody else maps it.
+        let mut shared = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
+        shared[..4].copy_from_slice(b"shm!");
+        shared[8191] = 7;
+        let region = SegmentRegion {
+            address: shared.as_ptr() as usize,
+            len: shared.len(),
+            payload_size: 8000,
+            sequence: 1,
+            writable: true,
+        };
+        let slot = window.map(&region).expect("mapped");
+        assert_eq!(u64::from(slot.start), window.heap_cap());
+        assert_eq!(slot.len, SLOT_ALIGN);
+        assert_eq!(window.free_bytes(), (4 << 20) - SLOT_ALIGN);
+        let base = memory.as_ptr() as usize + slot.start as usize;
+        // SAFETY: the slot maps the file's 8192 bytes.
+        let seen = unsafe { std::slice::from_raw_parts(base as *const u8, 8192) };
+        assert_eq!(&seen[..4], b"shm!");
+        assert_eq!(seen[8191], 7);
+        // Writes through the window reach the file's pages.
+        // SAFETY: as above, mapped read-write (the source mapping is).
+        unsafe { (base as *mut u8).add(4).write(b'?') };
+        assert_eq!(shared[4], b'?');
+
+        window.unmap(slot);
+        assert_eq!(window.free_bytes(), 4 << 20);
+        // The slot is reused.
+        let again = window.map(&region).expect("mapped again");
+        assert_eq!(again.start, slot.start);
+        window.unmap(again);
+        drop(memory);
+        assert_eq!(window.memories(), 0);
+    }
+
+    #[test]
+    fn map_without_a_memory_is_an_error() {
+        let w = Window::new(DEFAULT_WINDOW);
+        let page = vec![0u8; 4096];
+        let region = SegmentRegion {
+            address: page.as_ptr() as usize,
+            len: 1,
+            payload_size: 1,
+            sequence: 1,
+            writable: false,
+        };
+        assert_eq!(w.map(&region), Err(WindowError::NoLinearMemory));
+    }
+}

@@ -80,17 +80,22 @@ impl ViewBuilder {
                     _ => OpenError::InternalError,
                 })
                 .and_then(|mgmt| {
+                    // A sized object is locked by its creator, so a free lock means a dead
+                    // owner, whatever the (possibly half-written or foreign) header says.
+                    let stale = !self.allow_stale && !mgmt.is_locked_by_other().unwrap_or(true);
                     if mgmt.len() < crate::header::MGMT_SIZE {
                         // The owner sizes the object before anyone can map it: a shorter one
                         // was truncated or written by someone else.
-                        return Err(OpenError::Corrupted);
+                        return Err(if stale {
+                            OpenError::OwnerDead
+                        } else {
+                            OpenError::Corrupted
+                        });
                     }
                     // SAFETY: a mapping starts page aligned and this one holds MGMT_SIZE bytes
                     // (checked above); it lives until the end of the closure or in the View.
                     let header = unsafe { MgmtHeader::from_ptr(mgmt.as_ptr()) };
-                    // A sized object is locked by its creator, so a free lock means a dead
-                    // owner, whatever the (possibly half-written) header says.
-                    if !self.allow_stale && !mgmt.is_locked_by_other().unwrap_or(true) {
+                    if stale {
                         return Err(match header.raw_created_under(self.config.get_prefix()) {
                             Some(false) => OpenError::DoesNotExist,
                             _ => OpenError::OwnerDead,

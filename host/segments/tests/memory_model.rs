@@ -85,7 +85,7 @@ fn prefix() -> String {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: if cfg!(miri) { 4 } else { 256 },
+        cases: if cfg!(miri) { 2 } else { 256 },
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
@@ -100,7 +100,7 @@ proptest! {
         allocator in prop_oneof![Just(AllocatorKind::Pool), Just(AllocatorKind::Bump)],
         hint_log2 in 3..=8u32,
         chunks in 1..=8usize,
-        ops in prop::collection::vec(op(), 1..if cfg!(miri) { 40 } else { 150 }),
+        ops in prop::collection::vec(op(), 1..if cfg!(miri) { 20 } else { 150 }),
     ) {
         let config = Config::default().prefix(&prefix()).backend(ProcessLocal);
         let memory = Memory::builder("model")

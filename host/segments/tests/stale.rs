@@ -230,7 +230,7 @@ fn reclaim_never_takes_a_live_name(env: &Env) {
 
 fn racing_reclaimers_exactly_one_wins(env: &Env) {
     const THREADS: usize = 6;
-    for round in 0..6 {
+    for round in 0..if cfg!(miri) { 2 } else { 6 } {
         let name = format!("race{round}");
         let _ = abandoned(env, &name);
         let barrier = Barrier::new(THREADS);
@@ -267,7 +267,9 @@ fn racing_reclaimers_exactly_one_wins(env: &Env) {
 /// it stale; others keep removing stale memories under the same name. A remover must never
 /// remove the memory while its owner lives.
 fn removers_racing_a_creator_never_touch_the_live_memory(env: &Env) {
-    let rounds = if env.kind == BackendKind::ProcessLocal {
+    let rounds = if cfg!(miri) {
+        6
+    } else if env.kind == BackendKind::ProcessLocal {
         300
     } else {
         150
@@ -330,7 +332,7 @@ fn removers_racing_a_creator_never_touch_the_live_memory(env: &Env) {
         }
         done.store(true, Ordering::Release);
         assert!(
-            created > rounds as usize / 4,
+            created >= rounds as usize / 4,
             "only {created} of {rounds} creates"
         );
     });

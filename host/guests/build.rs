@@ -75,7 +75,13 @@ fn track_sources(guest_dir: &Path) {
         let entry = entry.unwrap_or_else(|e| fail(&format!("read {}: {e}", guest_dir.display())));
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name == "target" || (name.starts_with('.') && name != ".cargo") {
+        // python/ and js/ are the guests of other languages, built by their own scripts; their
+        // tool environments (.venv, node_modules) are large and change without a Rust change.
+        if name == "target"
+            || name == "python"
+            || name == "js"
+            || (name.starts_with('.') && name != ".cargo")
+        {
             continue;
         }
         println!("cargo:rerun-if-changed={}", entry.path().display());

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 mod demo;
+mod filter;
 mod inspect;
 mod peer;
 mod run;
@@ -37,6 +38,8 @@ enum Command {
     Gc(inspect::GcArgs),
     /// A native peer: open a view, map the offsets' segments, print or check chunk contents.
     Peer(peer::PeerArgs),
+    /// Hand buffers of a memory to a chain of filter plugins; write what comes out.
+    Filter(filter::FilterArgs),
     /// The main job: a guest producer grows a memory, a native peer process verifies every byte.
     Demo(demo::DemoArgs),
 }
@@ -83,6 +86,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Gc(args) => inspect::gc(&args),
         Command::Peer(args) => peer::peer(&args),
         Command::Demo(args) => demo::demo(&args),
+        Command::Filter(args) => filter::filter(&args),
     }
 }
 

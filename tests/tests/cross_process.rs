@@ -759,9 +759,18 @@ fn owner_dies(crash: Crash, tag: &str) {
     assert!(resmem::exists(name, &config).unwrap());
     assert_eq!(scope.objects().len(), segments_of(&specs).len() + 1);
 
+    // A plain open tells a dead owner apart from every other failure; a forensic one reads.
+    assert_eq!(
+        View::builder(name)
+            .config(&config)
+            .open(AccessMode::Read)
+            .err(),
+        Some(OpenError::OwnerDead)
+    );
     let old_view = View::builder(name)
         .config(&config)
         .timeout(Duration::from_secs(5))
+        .allow_stale(true)
         .open(AccessMode::Read)
         .unwrap();
     assert!(!old_view.is_owner_alive());
@@ -773,8 +782,12 @@ fn owner_dies(crash: Crash, tag: &str) {
     // SAFETY: unregistered at the end of the test, after the last read through `kept`.
     let kept = unsafe { old_view.register_and_translate_offset(last.offset) }.unwrap();
 
-    // A peer process reads it as well, and sees no owner.
+    // A peer process is refused with the same distinct error, or reads it when it asks to.
     let out = run_peer(&verify_args(&scope, name, &specs), STEP);
+    assert!(out.stderr.contains("OwnerDead"), "{out:?}");
+    let mut args = verify_args(&scope, name, &specs);
+    args.push("--allow-stale".to_owned());
+    let out = run_peer(&args, STEP);
     let got = out.summary();
     assert_eq!((got.bytes, got.offsets), (total(&specs), specs.len()));
     assert!(out.stdout.contains("owner_alive=false"), "{}", out.stdout);
@@ -1043,6 +1056,7 @@ fn view_of_removed_memory_does_not_map_segments_of_its_successor() {
 
     let old_view = View::builder(name)
         .config(&config)
+        .allow_stale(true)
         .open(AccessMode::Read)
         .unwrap();
     assert!(!old_view.is_owner_alive());
@@ -1180,6 +1194,7 @@ fn file_backed_owner_process_crash_and_clean_exit() {
             assert_eq!(resmem::list(&config).unwrap(), vec![name.to_owned()]);
             let view = View::builder(name)
                 .config(&config)
+                .allow_stale(true)
                 .open(AccessMode::Read)
                 .unwrap();
             assert!(!view.is_owner_alive());

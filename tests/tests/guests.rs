@@ -733,6 +733,16 @@ fn timeout_and_io_errors_reach_a_guest_view() {
     let garbage = scope.object_path(&scope.mgmt_object("garbage"));
     std::fs::write(&stuck, b"").unwrap();
     std::fs::write(&garbage, [0xA5u8; 100]).unwrap();
+    // Their (fake) owners hold the owner lock, as a live owner does: without it the memories
+    // would be stale (`OwnerDead`, also an `io` error) instead.
+    let owners: Vec<std::fs::File> = [&stuck, &garbage]
+        .into_iter()
+        .map(|path| {
+            let file = std::fs::File::open(path).unwrap();
+            file.try_lock().unwrap();
+            file
+        })
+        .collect();
 
     let started = Instant::now();
     let end = run(&host, &consumer, &["consumer", "stuck", "1:8:1"]);
@@ -752,6 +762,16 @@ fn timeout_and_io_errors_reach_a_guest_view() {
     assert_eq!(end.outcome, RunOutcome::Exited(1), "{end:?}");
     assert!(
         end.stderr.contains("open \"garbage\": I/O error"),
+        "{}",
+        end.stderr
+    );
+
+    // Its owner gone, the memory is stale: still `io`, with a message that says so.
+    drop(owners);
+    let end = run(&host, &consumer, &["consumer", "garbage", "1:8:1"]);
+    assert_eq!(end.outcome, RunOutcome::Exited(1), "{end:?}");
+    assert!(
+        end.stderr.contains("open \"garbage\": I/O error") && end.stderr.contains("owner is gone"),
         "{}",
         end.stderr
     );

@@ -140,6 +140,10 @@ pub fn open_error(e: OpenError) -> Error {
             "the segment was replaced while offsets of it are registered".into(),
         ),
         OpenError::InternalError => Error::Io("the OS failed to open a segment".into()),
+        OpenError::OwnerDead => Error::Io(
+            "the memory's owner is gone (stale memory); it can only be removed or its name reclaimed"
+                .into(),
+        ),
     }
 }
 
@@ -194,6 +198,14 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_dead_owner_is_an_io_error_that_says_so() {
+        match open_error(OpenError::OwnerDead) {
+            Error::Io(message) => assert!(message.contains("owner is gone"), "{message}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

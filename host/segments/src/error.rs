@@ -46,6 +46,12 @@ pub enum OpenError {
     SegmentReplaced,
     #[error("the operating system failed to open or map a segment")]
     InternalError,
+    /// The owner process is gone (its lock on the management object is free): the memory is
+    /// stale. Remove it (`resmem gc`), reclaim the name
+    /// ([`MemoryBuilder::reclaim_stale`](crate::MemoryBuilder::reclaim_stale)), or open it
+    /// with [`ViewBuilder::allow_stale`](crate::ViewBuilder::allow_stale) to read what it left.
+    #[error("the memory's owner is gone (stale memory): remove it or reclaim its name")]
+    OwnerDead,
 }
 
 /// Why an allocation failed.

@@ -114,6 +114,70 @@ pub fn is_owner_alive(name: &str, config: &Config) -> Result<bool, ManageError> 
     }
 }
 
+/// What [`remove_stale`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum StaleRemoval {
+    /// The owner was gone; every object of the memory was removed.
+    Removed,
+    /// The owner holds its lock (alive, or still creating the memory): nothing was touched.
+    OwnerAlive,
+    /// There is no management object of that name (in this namespace): nothing was touched.
+    NotFound,
+}
+
+/// How often [`remove_stale`] starts over when the object it locked lost its name meanwhile.
+const STALE_ATTEMPTS: usize = 8;
+
+/// Removes memory `name` if, and only if, its owner is gone: safe against live owners and
+/// against concurrent removers and creators, because it *takes* the owner lock of the
+/// management object (which a live owner holds, and a creator takes before sizing it) and
+/// keeps it until everything is removed, management object last, so no new memory can be
+/// created under the name before its old data segments are gone.
+pub fn remove_stale(name: &str, config: &Config) -> Result<StaleRemoval, ManageError> {
+    name::validate(name, config)?;
+    if created_under(name, config) == Some(false) {
+        return Ok(StaleRemoval::NotFound);
+    }
+    let backend = config.get_backend();
+    let mgmt = name::mgmt_name(name, config);
+    for _ in 0..STALE_ATTEMPTS {
+        let lock = match backend.try_lock(&mgmt) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return Ok(StaleRemoval::OwnerAlive),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(StaleRemoval::NotFound);
+            }
+            Err(e) => return Err(manage_error(&e)),
+        };
+        if !lock.is_linked().map_err(|e| manage_error(&e))? {
+            // Another remover took it first; the name may now be a new memory's.
+            continue;
+        }
+        for target in segment_names(name, config) {
+            backend.remove(&target).map_err(|e| manage_error(&e))?;
+        }
+        backend.remove(&mgmt).map_err(|e| manage_error(&e))?;
+        drop(lock);
+        return Ok(StaleRemoval::Removed);
+    }
+    Err(ManageError::InternalError)
+}
+
+/// OS names of memory `name`'s data segments that exist (every possible one when the
+/// backend cannot list).
+fn segment_names(name: &str, config: &Config) -> Vec<String> {
+    match config.get_backend().list() {
+        Ok(objects) => objects
+            .into_iter()
+            .filter(|os| name::parse_segment(os, config).is_some_and(|(n, _)| n == name))
+            .collect(),
+        Err(_) => (0..=u8::MAX)
+            .map(|id| name::segment_name(name, SegmentId::new(id), config))
+            .collect(),
+    }
+}
+
 /// Whether memory `name`'s header says it was created under `config`'s prefix; `None` when the
 /// header cannot be read.
 fn created_under(name: &str, config: &Config) -> Option<bool> {

@@ -31,7 +31,12 @@ pub struct MemoryBuilder {
     strategy: AllocationStrategy,
     allocator: AllocatorKind,
     budget: Option<Arc<dyn SegmentBudget>>,
+    reclaim_stale: bool,
 }
+
+/// How often `create` with `reclaim_stale` removes a stale memory and tries again before it
+/// gives up (each round means another process recreated the name in between).
+const RECLAIM_ATTEMPTS: usize = 4;
 
 impl MemoryBuilder {
     pub fn config(mut self, config: &Config) -> Self {
@@ -69,9 +74,43 @@ impl MemoryBuilder {
         self
     }
 
+    /// When the name is taken by a *stale* memory (its owner died without removing it),
+    /// remove that memory and create this one in its place. A live owner's name is never
+    /// taken: the owner lock decides (see [`remove_stale`](crate::remove_stale)), so of two
+    /// processes reclaiming the same name at once exactly one succeeds. Default: off (a stale
+    /// name fails with `AlreadyExists`).
+    pub fn reclaim_stale(mut self, reclaim: bool) -> Self {
+        self.reclaim_stale = reclaim;
+        self
+    }
+
     /// Creates the management segment and segment 0. Fails with `AlreadyExists` if the name is
-    /// taken (also by a crashed owner's leftovers: `remove` them first).
+    /// taken, also by a crashed owner's leftovers unless [`MemoryBuilder::reclaim_stale`] is
+    /// set.
     pub fn create(self) -> Result<Memory, CreateError> {
+        if !self.reclaim_stale {
+            return self.create_once();
+        }
+        for _ in 0..RECLAIM_ATTEMPTS {
+            match self.clone().create_once() {
+                Err(CreateError::AlreadyExists) => {}
+                other => return other,
+            }
+            match crate::remove_stale(&self.name, &self.config) {
+                // Gone (by us or by another remover): try again.
+                Ok(crate::StaleRemoval::Removed | crate::StaleRemoval::NotFound) => {}
+                Ok(crate::StaleRemoval::OwnerAlive) => return Err(CreateError::AlreadyExists),
+                Err(crate::ManageError::InvalidName) => return Err(CreateError::InvalidName),
+                Err(crate::ManageError::InsufficientPermissions) => {
+                    return Err(CreateError::InsufficientPermissions);
+                }
+                Err(crate::ManageError::InternalError) => return Err(CreateError::InternalError),
+            }
+        }
+        Err(CreateError::AlreadyExists)
+    }
+
+    fn create_once(self) -> Result<Memory, CreateError> {
         name::validate(&self.name, &self.config)?;
         let layout = self
             .allocator
@@ -205,6 +244,7 @@ impl Memory {
             strategy: AllocationStrategy::default(),
             allocator: AllocatorKind::default(),
             budget: None,
+            reclaim_stale: false,
         }
     }
 

@@ -141,6 +141,11 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: if cfg!(miri) { 16 } else { 256 },
+            ..ProptestConfig::default()
+        })]
+
         #[test]
         fn pack_unpack_roundtrip(seg in any::<u8>(), off in 0..=PointerOffset::MAX_OFFSET) {
             let p = PointerOffset::new(SegmentId::new(seg), off);

@@ -21,7 +21,12 @@ pub struct ViewBuilder {
     name: String,
     config: Config,
     timeout: Duration,
+    allow_stale: bool,
 }
+
+/// How long an empty, unlocked management object may stay so before a view calls its creator
+/// dead: a creator takes the lock right after creating the object (two system calls apart).
+const LOCK_GRACE: Duration = Duration::from_millis(5);
 
 impl ViewBuilder {
     pub fn config(mut self, config: &Config) -> Self {
@@ -35,8 +40,28 @@ impl ViewBuilder {
         self
     }
 
+    /// Opens a memory whose owner is gone as well, to read what it left (forensics, `resmem
+    /// inspect`). Default: off, such an open fails with [`OpenError::OwnerDead`].
+    pub fn allow_stale(mut self, allow: bool) -> Self {
+        self.allow_stale = allow;
+        self
+    }
+
+    /// Whether the management object exists, is empty and stays unlocked past the grace period
+    /// a creator needs to lock it: its creator died before sizing it.
+    fn creator_died(&self, mgmt_name: &str) -> bool {
+        let backend = self.config.get_backend();
+        if backend.is_locked(mgmt_name).unwrap_or(true) {
+            return false;
+        }
+        std::thread::sleep(LOCK_GRACE);
+        backend.is_locked(mgmt_name).is_ok_and(|locked| !locked)
+    }
+
     /// Opens the memory's management segment and validates its header. Data segments are
-    /// mapped later, by `register_and_translate_offset`.
+    /// mapped later, by `register_and_translate_offset`. A memory whose owner is gone fails
+    /// with [`OpenError::OwnerDead`] (decided by the owner lock, before the header is read)
+    /// unless [`ViewBuilder::allow_stale`] is set.
     pub fn open(self, access: AccessMode) -> Result<View, OpenError> {
         name::validate(&self.name, &self.config)?;
         // A timeout too large to add to "now" (e.g. Duration::MAX) means no deadline.
@@ -55,15 +80,28 @@ impl ViewBuilder {
                     _ => OpenError::InternalError,
                 })
                 .and_then(|mgmt| {
-                    // SAFETY: a mapping starts page aligned; `validate` checks its length
-                    // before any field beyond what is mapped is read, and we only read the
-                    // header fields after that check.
+                    // A sized object is locked by its creator, so a free lock means a dead
+                    // owner, whatever the (possibly half-written or foreign) header says.
+                    let stale = !self.allow_stale && !mgmt.is_locked_by_other().unwrap_or(true);
+                    if mgmt.len() < crate::header::MGMT_SIZE {
+                        // The owner sizes the object before anyone can map it: a shorter one
+                        // was truncated or written by someone else.
+                        return Err(if stale {
+                            OpenError::OwnerDead
+                        } else {
+                            OpenError::Corrupted
+                        });
+                    }
+                    // SAFETY: a mapping starts page aligned and this one holds MGMT_SIZE bytes
+                    // (checked above); it lives until the end of the closure or in the View.
                     let header = unsafe { MgmtHeader::from_ptr(mgmt.as_ptr()) };
-                    let info = if mgmt.len() >= crate::header::MGMT_SIZE {
-                        header.validate(mgmt.len())?
-                    } else {
-                        return Err(OpenError::Corrupted);
-                    };
+                    if stale {
+                        return Err(match header.raw_created_under(self.config.get_prefix()) {
+                            Some(false) => OpenError::DoesNotExist,
+                            _ => OpenError::OwnerDead,
+                        });
+                    }
+                    let info = header.validate(mgmt.len())?;
                     if info.prefix_hash != crate::header::prefix_hash(self.config.get_prefix()) {
                         // Another namespace's memory, reached through a nested prefix.
                         return Err(OpenError::DoesNotExist);
@@ -85,10 +123,16 @@ impl ViewBuilder {
                 Err(OpenError::InitializationNotYetFinalized)
                     if deadline.is_none_or(|deadline| Instant::now() < deadline) =>
                 {
+                    if self.creator_died(&mgmt_name) {
+                        return Err(OpenError::OwnerDead);
+                    }
                     std::thread::sleep(deadline.map_or(pause, |deadline| {
                         pause.min(deadline.saturating_duration_since(Instant::now()))
                     }));
                     pause = (pause * 2).min(Duration::from_millis(5));
+                }
+                Err(OpenError::InitializationNotYetFinalized) if self.creator_died(&mgmt_name) => {
+                    return Err(OpenError::OwnerDead);
                 }
                 Err(e) => return Err(e),
             }
@@ -127,6 +171,7 @@ impl View {
             name: name.to_owned(),
             config: Config::default(),
             timeout: Duration::ZERO,
+            allow_stale: false,
         }
     }
 

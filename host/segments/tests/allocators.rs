@@ -82,12 +82,16 @@ impl Live {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 3 } else { 1024 },
+        failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence },
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn pool_matches_its_model(
         seg in segment(AllocatorKind::Pool),
-        ops in prop::collection::vec(op(300, 300 * 48), 1..200),
+        ops in prop::collection::vec(op(300, 300 * 48), 1..if cfg!(miri) { 24 } else { 200 }),
     ) {
         let pool = PoolAllocator::new(seg).expect("pool");
         prop_assert_eq!(pool.layout(), seg);
@@ -183,7 +187,7 @@ proptest! {
     #[test]
     fn bump_matches_its_model(
         seg in segment(AllocatorKind::Bump),
-        ops in prop::collection::vec(op(200, 256 * 48), 1..200),
+        ops in prop::collection::vec(op(200, 256 * 48), 1..if cfg!(miri) { 24 } else { 200 }),
     ) {
         let bump = BumpAllocator::new(seg);
         let capacity = seg.payload_size as u64;

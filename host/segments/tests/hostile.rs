@@ -170,7 +170,8 @@ fn header_field_offsets_match_the_documented_layout(env: &Env) {
 fn random_management_bytes_are_corrupted(env: &Env) {
     let ready = peek_u32(&Victim::new(env, "ready").header, mgmt::STATE);
     let size = MGMT_SIZE.next_multiple_of(common::page());
-    let fake = env.create_object(&env.mgmt_name("noise"), size);
+    // Held by a (fake) live owner: garbage of a dead one would be `OwnerDead` first.
+    let fake = env.create_locked_object(&env.mgmt_name("noise"), size);
     let view = || {
         View::builder("noise")
             .config(&env.config)
@@ -350,7 +351,7 @@ fn truncated_management_object_is_corrupted(env: &Env) {
         .enumerate()
     {
         let name = format!("short{i}");
-        let fake = env.create_object(&env.mgmt_name(&name), size);
+        let fake = env.create_locked_object(&env.mgmt_name(&name), size);
         // SAFETY: `size` bytes of the fresh mapping, from the image (at least as long).
         unsafe { std::ptr::copy_nonoverlapping(image.as_ptr(), fake.as_ptr(), size) };
         let r = View::builder(&name)

@@ -179,8 +179,19 @@ fn abandon_leaves_everything_and_remove_cleans_up(env: &Env) {
     assert_eq!(before, names(env, "crash", &[0, 1, 2]));
     memory.abandon();
     assert_eq!(env.objects(), before);
-    // A crashed owner's memory can still be opened and read.
-    let view = open(env, "crash");
+    // A crashed owner's memory is refused with a distinct error, and read when asked to.
+    assert_eq!(
+        View::builder("crash")
+            .config(&env.config)
+            .open(AccessMode::Read)
+            .err(),
+        Some(resmem::OpenError::OwnerDead)
+    );
+    let view = View::builder("crash")
+        .config(&env.config)
+        .allow_stale(true)
+        .open(AccessMode::Read)
+        .expect("a forensic open of a stale memory");
     assert!(!view.is_owner_alive());
     assert_eq!(read_through(&view, chunks[2].offset), Ok(0x1234));
     drop(view);

@@ -364,9 +364,9 @@ fn missing_memory_and_missing_segments_do_not_exist(env: &Env) {
 }
 
 /// Creates a management object full of zeros, as a view sees it while the owner has created
-/// but not yet initialised it.
+/// (and locked) but not yet initialised it.
 fn fake_uninitialised_mgmt(env: &Env, name: &str) -> resmem::backend::Mapping {
-    env.create_object(
+    env.create_locked_object(
         &env.mgmt_name(name),
         MGMT_SIZE.next_multiple_of(common::page()),
     )
@@ -405,11 +405,13 @@ fn open_during_initialisation_times_out(env: &Env) {
 }
 
 fn open_of_sizeless_management_object_is_not_finalized(env: &Env) {
-    // Between the owner's shm_open and its ftruncate the object has no size.
+    // Between the owner's shm_open and its ftruncate the object has no size; the owner takes
+    // its lock in between.
     let path = env
         .object_path(&env.mgmt_name("sizeless"))
         .expect("os backend");
-    std::fs::File::create_new(&path).expect("create an empty object");
+    let creator = std::fs::File::create_new(&path).expect("create an empty object");
+    creator.try_lock().expect("the creator's lock");
     let start = Instant::now();
     let r = View::builder("sizeless")
         .config(&env.config)
@@ -417,6 +419,15 @@ fn open_of_sizeless_management_object_is_not_finalized(env: &Env) {
         .open(AccessMode::Read);
     assert_eq!(r.map(|_| ()), Err(OpenError::InitializationNotYetFinalized));
     assert!(start.elapsed() >= Duration::from_millis(100));
+    // A creator that died there (its lock gone) left a stale object, not one to wait for.
+    drop(creator);
+    let start = Instant::now();
+    let r = View::builder("sizeless")
+        .config(&env.config)
+        .timeout(Duration::from_secs(10))
+        .open(AccessMode::Read);
+    assert_eq!(r.map(|_| ()), Err(OpenError::OwnerDead));
+    assert!(start.elapsed() < Duration::from_secs(5));
     // SAFETY: there is no owner.
     assert_eq!(unsafe { resmem::remove("sizeless", &env.config) }, Ok(true));
 }

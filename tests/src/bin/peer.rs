@@ -23,6 +23,9 @@
 //! on stdin and exits as `--on-exit` says. Until then it serves `alloc <size> <seed>` lines:
 //! allocate (growing if needed), fill, print the chunk's `offset=...` line.
 //!
+//! Modes that open a view take `--allow-stale` to open a memory whose owner is gone (otherwise
+//! the open fails with `OwnerDead`).
+//!
 //! Every mode takes `--backend-dir DIR` to use the `FileBacked` backend in DIR instead of POSIX
 //! shared memory, and `--pattern e2e|guest` to choose the byte pattern it writes and checks:
 //! `e2e` (the default, `resmem_e2e::pattern_byte`) or `guest`, the pattern the wasm guests
@@ -105,6 +108,7 @@ struct Options {
     duration: Option<Duration>,
     stop_on_error: bool,
     pattern: Pattern,
+    allow_stale: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -137,6 +141,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         duration: None,
         stop_on_error: false,
         pattern: Pattern::E2e,
+        allow_stale: false,
     };
     let mut i = 0;
     let value = |i: &mut usize, flag: &str| -> Result<String> {
@@ -198,6 +203,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
                 o.duration = Some(Duration::from_millis(number(value(&mut i, flag)?, flag)?))
             }
             "--stop-on-error" => o.stop_on_error = true,
+            "--allow-stale" => o.allow_stale = true,
             "--pattern" => {
                 let text = value(&mut i, flag)?;
                 o.pattern = text
@@ -260,6 +266,7 @@ impl Options {
         View::builder(self.name()?)
             .config(&self.config()?)
             .timeout(self.timeout)
+            .allow_stale(self.allow_stale)
             .open(access)
             .map_err(|e| Failure::Open("open".into(), e))
     }

@@ -1,8 +1,9 @@
-//! `resmem ls`, `resmem inspect`, `resmem rm`: read-only looks at memories, and clean-up.
+//! `resmem ls`, `resmem inspect`, `resmem rm`, `resmem gc`: read-only looks at memories, and
+//! clean-up.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use resmem::{AccessMode, Config, OpenError, View};
+use resmem::{AccessMode, Config, OpenError, StaleRemoval, View};
 
 use super::NamespaceArgs;
 
@@ -25,8 +26,34 @@ pub struct RmArgs {
     force: bool,
 }
 
+#[derive(Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    /// Only print what would be removed.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Opens a memory for reading, also when its owner is gone: these commands look at leftovers.
 fn open(name: &str, config: &Config) -> Result<View, OpenError> {
-    View::builder(name).config(config).open(AccessMode::Read)
+    View::builder(name)
+        .config(config)
+        .allow_stale(true)
+        .open(AccessMode::Read)
+}
+
+/// A memory's state as `ls` shows it: decided by the owner lock, not by the header.
+fn state(name: &str, config: &Config, view: &Result<View, OpenError>) -> &'static str {
+    match resmem::is_owner_alive(name, config) {
+        Ok(false) => "stale",
+        Ok(true) => match view {
+            Ok(_) => "alive",
+            Err(OpenError::InitializationNotYetFinalized) => "init",
+            Err(_) => "broken",
+        },
+        Err(_) => "unknown",
+    }
 }
 
 pub fn ls(args: &NamespaceArgs) -> Result<()> {
@@ -37,26 +64,30 @@ pub fn ls(args: &NamespaceArgs) -> Result<()> {
         "NAME", "OWNER", "STATE", "SEGMENTS", "PAYLOAD BYTES", "CHUNKS"
     );
     for name in &names {
-        match open(name, &config) {
+        let view = open(name, &config);
+        let state = state(name, &config, &view);
+        match view {
             Ok(view) => {
                 let records = view.segment_records();
-                let bytes: usize = records.iter().map(|(_, r)| r.layout.payload_size).sum();
-                let chunks: u64 = records.iter().map(|(_, r)| r.chunks_in_use).sum();
+                // Validated sizes, but counts are as written by whoever could write the header:
+                // add without overflow.
+                let bytes = records.iter().fold(0_usize, |sum, (_, r)| {
+                    sum.saturating_add(r.layout.payload_size)
+                });
+                let chunks = records
+                    .iter()
+                    .fold(0_u64, |sum, (_, r)| sum.saturating_add(r.chunks_in_use));
                 println!(
                     "{:<32} {:>8} {:>7} {:>9} {:>14} {:>8}",
                     name,
                     view.header_info().owner_pid,
-                    if view.is_owner_alive() {
-                        "alive"
-                    } else {
-                        "stale"
-                    },
+                    state,
                     records.len(),
                     bytes,
                     chunks
                 );
             }
-            Err(e) => println!("{name:<32} {:>8} {:>7}  ({e})", "-", "broken"),
+            Err(e) => println!("{name:<32} {:>8} {:>7}  ({e})", "-", state),
         }
     }
     if names.is_empty() {
@@ -77,7 +108,7 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         if view.is_owner_alive() {
             "alive"
         } else {
-            "gone: stale, remove with `resmem rm`"
+            "gone: stale, remove with `resmem rm` or `resmem gc`"
         }
     );
     println!(
@@ -109,19 +140,27 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
 
 pub fn rm(args: &RmArgs) -> Result<i32> {
     let (namespace, config) = args.namespace.resolve();
-    // The owner's lock decides, not the header, which a peer may have overwritten.
-    if !args.force && resmem::is_owner_alive(&args.name, &config)? {
-        let pid = open(&args.name, &config)
-            .map(|view| view.header_info().owner_pid.to_string())
-            .unwrap_or_else(|_| "unknown".into());
-        bail!(
-            "'{}' has a live owner (pid {pid}); it removes the memory when it exits (or use --force)",
-            args.name
-        );
-    }
-    // SAFETY: the owner is gone (its lock is free) or the user forced the removal knowing that
-    // the live owner keeps only its own mappings.
-    let removed = unsafe { resmem::remove(&args.name, &config) }.context("removing")?;
+    let removed = if args.force {
+        // SAFETY: the user forced the removal knowing that a live owner keeps only its own
+        // mappings.
+        unsafe { resmem::remove(&args.name, &config) }.context("removing")?
+    } else {
+        // The owner's lock decides, not the header, which a peer may have overwritten; it is
+        // held while removing, so a live owner (or a concurrent creator) is never touched.
+        match resmem::remove_stale(&args.name, &config).context("removing")? {
+            StaleRemoval::Removed => true,
+            StaleRemoval::NotFound => false,
+            StaleRemoval::OwnerAlive => {
+                let pid = open(&args.name, &config)
+                    .map(|view| view.header_info().owner_pid.to_string())
+                    .unwrap_or_else(|_| "unknown".into());
+                bail!(
+                    "'{}' has a live owner (pid {pid}); it removes the memory when it exits (or use --force)",
+                    args.name
+                );
+            }
+        }
+    };
     if removed {
         println!("removed '{}' from namespace '{namespace}'", args.name);
         Ok(0)
@@ -132,4 +171,42 @@ pub fn rm(args: &RmArgs) -> Result<i32> {
         );
         Ok(1)
     }
+}
+
+/// Removes every stale memory of the namespace and names each; a memory whose owner holds its
+/// lock is never touched (the lock is taken for the removal, see `resmem::remove_stale`).
+pub fn gc(args: &GcArgs) -> Result<i32> {
+    let (namespace, config) = args.namespace.resolve();
+    let names = resmem::list(&config).context("listing memories")?;
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let mut count = 0;
+    for name in &names {
+        if resmem::is_owner_alive(name, &config).with_context(|| format!("checking '{name}'"))? {
+            continue;
+        }
+        let pid = open(name, &config)
+            .map(|view| view.header_info().owner_pid.to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        let gone = args.dry_run
+            || match resmem::remove_stale(name, &config)
+                .with_context(|| format!("removing '{name}'"))?
+            {
+                StaleRemoval::Removed => true,
+                // Its owner came back to life (a new owner took the name) or another gc won.
+                StaleRemoval::OwnerAlive | StaleRemoval::NotFound => false,
+            };
+        if gone {
+            println!("{verb} '{name}' (owner pid {pid}, gone)");
+            count += 1;
+        }
+    }
+    println!(
+        "{verb} {count} stale {} from namespace '{namespace}'",
+        if count == 1 { "memory" } else { "memories" }
+    );
+    Ok(0)
 }

@@ -34,6 +34,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Remove every OS object of a memory (only when its owner is gone, unless --force).
     Rm(inspect::RmArgs),
+    /// Remove every stale memory of a namespace (owner gone); live ones are never touched.
+    Gc(inspect::GcArgs),
     /// A native peer: open a view, map the offsets' segments, print or check chunk contents.
     Peer(peer::PeerArgs),
     /// Hand buffers of a memory to a chain of filter plugins; write what comes out.
@@ -81,6 +83,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ls(args) => inspect::ls(&args).map(|()| 0),
         Command::Inspect(args) => inspect::inspect(&args).map(|()| 0),
         Command::Rm(args) => inspect::rm(&args),
+        Command::Gc(args) => inspect::gc(&args),
         Command::Peer(args) => peer::peer(&args),
         Command::Demo(args) => demo::demo(&args),
         Command::Filter(args) => filter::filter(&args),

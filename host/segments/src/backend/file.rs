@@ -6,9 +6,9 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::mapping::is_locked_by_other;
+use super::mapping::{is_locked_by_other, lost_to_remover};
 use super::posix::list_dir;
-use super::{Backend, CreateOptions, Mapping};
+use super::{Backend, CreateOptions, Mapping, ObjectLock};
 use crate::AccessMode;
 
 /// Objects are files in `dir`; two processes share a memory when they use the same directory.
@@ -46,7 +46,9 @@ impl Backend for FileBacked {
             .mode(options.permissions)
             .open(&path)?;
         let sized = Mapping::create_file(file, size, options);
-        if sized.is_err() {
+        if let Err(e) = &sized
+            && !lost_to_remover(e)
+        {
             let _ = std::fs::remove_file(&path);
         }
         sized
@@ -82,5 +84,9 @@ impl Backend for FileBacked {
 
     fn is_locked(&self, name: &str) -> io::Result<bool> {
         is_locked_by_other(&File::open(self.dir.join(name))?)
+    }
+
+    fn try_lock(&self, name: &str) -> io::Result<Option<ObjectLock>> {
+        ObjectLock::file(File::open(self.dir.join(name))?)
     }
 }

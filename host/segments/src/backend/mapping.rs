@@ -51,11 +51,15 @@ impl Mapping {
         size: usize,
         options: &CreateOptions,
     ) -> io::Result<Self> {
-        if options.lock_exclusive && !try_lock(&file)? {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "a new object is locked by someone else",
-            ));
+        if options.lock_exclusive {
+            // A remover of stale memories may have locked (and be unlinking) the object
+            // between our create and our lock; it is theirs to remove, not ours to use.
+            if !try_lock(&file)? {
+                return Err(locked_by_remover());
+            }
+            if file.metadata()?.nlink() == 0 {
+                return Err(locked_by_remover());
+            }
         }
         let permissions = options.permissions;
         let prefault = options.prefault;
@@ -216,6 +220,90 @@ pub(crate) fn is_locked_by_other(file: &File) -> io::Result<bool> {
         }
         Err(std::fs::TryLockError::WouldBlock) => Ok(true),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// The error of a create that lost its fresh object to a remover; `create` must not unlink the
+/// name then (it may already name someone else's object).
+pub(crate) fn locked_by_remover() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "a new object was locked or removed by a remover of stale memories",
+    )
+}
+
+/// Whether `e` is [`locked_by_remover`]'s: the name is not ours to unlink.
+pub(crate) fn lost_to_remover(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::AlreadyExists
+}
+
+/// The exclusive lock of an object, held by a remover (see [`Backend::try_lock`]). Released on
+/// drop.
+///
+/// [`Backend::try_lock`]: super::Backend::try_lock
+pub struct ObjectLock {
+    keep: LockKeep,
+}
+
+enum LockKeep {
+    /// flock(2) lock of this open file description; the OS releases it on close.
+    File(File),
+    Heap {
+        name: String,
+        region: Arc<HeapRegion>,
+    },
+}
+
+impl ObjectLock {
+    /// Takes the lock of an open object; `None` when another handle holds it.
+    pub(crate) fn file(file: File) -> io::Result<Option<Self>> {
+        Ok(try_lock(&file)?.then_some(Self {
+            keep: LockKeep::File(file),
+        }))
+    }
+
+    pub(crate) fn heap(name: &str, region: Arc<HeapRegion>) -> Option<Self> {
+        region.try_lock().then(|| Self {
+            keep: LockKeep::Heap {
+                name: name.to_owned(),
+                region,
+            },
+        })
+    }
+
+    /// Whether the locked object still has its name: `false` once somebody unlinked it (its
+    /// name may then belong to a new object, which the holder must not touch).
+    pub fn is_linked(&self) -> io::Result<bool> {
+        match &self.keep {
+            LockKeep::File(file) => Ok(file.metadata()?.nlink() > 0),
+            LockKeep::Heap { name, region } => Ok(super::process_local::names(name, region)),
+        }
+    }
+
+    /// Bytes of the locked object now.
+    pub fn len(&self) -> io::Result<u64> {
+        match &self.keep {
+            LockKeep::File(file) => Ok(file.metadata()?.len()),
+            LockKeep::Heap { region, .. } => Ok(region.len() as u64),
+        }
+    }
+
+    pub fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+impl Drop for ObjectLock {
+    fn drop(&mut self) {
+        if let LockKeep::Heap { region, .. } = &self.keep {
+            region.unlock();
+        }
+    }
+}
+
+impl std::fmt::Debug for ObjectLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectLock").finish_non_exhaustive()
     }
 }
 

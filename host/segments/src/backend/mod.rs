@@ -15,7 +15,7 @@ use std::fmt::Debug;
 use std::io;
 
 pub use file::FileBacked;
-pub use mapping::Mapping;
+pub use mapping::{Mapping, ObjectLock};
 pub use posix::PosixShm;
 pub use process_local::ProcessLocal;
 
@@ -63,6 +63,12 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// Whether some handle holds the exclusive lock of object `name` (its owner is alive).
     /// `ErrorKind::NotFound` if there is no such object.
     fn is_locked(&self, name: &str) -> io::Result<bool>;
+
+    /// Takes the exclusive lock of object `name` without blocking, whatever its size:
+    /// `Ok(None)` when another handle holds it (its owner is alive), `ErrorKind::NotFound` if
+    /// there is no such object. Removers of stale memories hold it while they remove, so two
+    /// of them (or a remover and a creator) never act on the same object at once.
+    fn try_lock(&self, name: &str) -> io::Result<Option<ObjectLock>>;
 
     /// Whether `name` is the object `mapping` maps, whatever its size now: an owner must
     /// recognise (and remove) its objects even after a peer truncated them.

@@ -8,8 +8,8 @@ use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
 use nix::sys::stat::Mode;
 
-use super::mapping::is_locked_by_other;
-use super::{Backend, CreateOptions, Mapping};
+use super::mapping::{is_locked_by_other, lost_to_remover};
+use super::{Backend, CreateOptions, Mapping, ObjectLock};
 use crate::AccessMode;
 
 /// The default backend: POSIX shared memory objects, visible to every process of the user.
@@ -43,7 +43,9 @@ impl Backend for PosixShm {
         )?;
         let file = File::from(fd);
         let sized = Mapping::create_file(file, size, options);
-        if sized.is_err() {
+        if let Err(e) = &sized
+            && !lost_to_remover(e)
+        {
             let _ = shm_unlink(path.as_str());
         }
         sized
@@ -87,6 +89,11 @@ impl Backend for PosixShm {
     fn is_locked(&self, name: &str) -> io::Result<bool> {
         let fd = shm_open(os_name(name).as_str(), OFlag::O_RDONLY, Mode::empty())?;
         is_locked_by_other(&File::from(fd))
+    }
+
+    fn try_lock(&self, name: &str) -> io::Result<Option<ObjectLock>> {
+        let fd = shm_open(os_name(name).as_str(), OFlag::O_RDONLY, Mode::empty())?;
+        ObjectLock::file(File::from(fd))
     }
 }
 

@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use super::{Backend, CreateOptions, Mapping, page_size};
+use super::{Backend, CreateOptions, Mapping, ObjectLock, page_size};
 use crate::AccessMode;
 
 /// Objects live on this process's heap, keyed by name in a global registry.
@@ -72,6 +72,13 @@ impl Drop for HeapRegion {
     }
 }
 
+/// Whether `name` still names `region` in the registry.
+pub(crate) fn names(name: &str, region: &Arc<HeapRegion>) -> bool {
+    registry()
+        .get(name)
+        .is_some_and(|current| Arc::ptr_eq(current, region))
+}
+
 fn registry() -> MutexGuard<'static, HashMap<String, Arc<HeapRegion>>> {
     static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<HeapRegion>>>> = OnceLock::new();
     REGISTRY
@@ -132,5 +139,13 @@ impl Backend for ProcessLocal {
             .get(name)
             .map(|region| region.is_locked())
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn try_lock(&self, name: &str) -> io::Result<Option<ObjectLock>> {
+        let region = registry()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(ObjectLock::heap(name, region))
     }
 }

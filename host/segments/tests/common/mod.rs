@@ -142,6 +142,21 @@ impl Env {
             .expect("creating a raw backend object")
     }
 
+    /// Creates an object holding its owner lock, as a live owner's management object does
+    /// (the lock goes with the returned mapping).
+    pub fn create_locked_object(&self, os_name: &str, size: usize) -> Mapping {
+        self.backend()
+            .create(
+                os_name,
+                size,
+                &CreateOptions {
+                    lock_exclusive: true,
+                    ..options(0o600)
+                },
+            )
+            .expect("creating a locked backend object")
+    }
+
     /// Opens an existing object read-write through the backend.
     pub fn open_object(&self, os_name: &str) -> Mapping {
         self.backend()
@@ -324,15 +339,18 @@ pub fn sid(id: u8) -> SegmentId {
 /// (POSIX shm and FileBacked), whose bytes and metadata the test inspects directly.
 macro_rules! backend_tests {
     (all: [$($all:ident),* $(,)?] $(, os: [$($os:ident),* $(,)?])? $(,)?) => {
+        // Miri cannot call shm_open or mmap files: only the process-local instances run there.
         mod posix {
             $(
                 #[test]
+                #[cfg_attr(miri, ignore = "shm_open/mmap: not supported by Miri")]
                 fn $all() {
                     super::$all(&crate::common::Env::new(crate::common::BackendKind::Posix));
                 }
             )*
             $($(
                 #[test]
+                #[cfg_attr(miri, ignore = "shm_open/mmap: not supported by Miri")]
                 fn $os() {
                     super::$os(&crate::common::Env::new(crate::common::BackendKind::Posix));
                 }
@@ -341,12 +359,14 @@ macro_rules! backend_tests {
         mod file {
             $(
                 #[test]
+                #[cfg_attr(miri, ignore = "mmap of files: not supported by Miri")]
                 fn $all() {
                     super::$all(&crate::common::Env::new(crate::common::BackendKind::File));
                 }
             )*
             $($(
                 #[test]
+                #[cfg_attr(miri, ignore = "mmap of files: not supported by Miri")]
                 fn $os() {
                     super::$os(&crate::common::Env::new(crate::common::BackendKind::File));
                 }

@@ -660,24 +660,19 @@ impl Host for GuestState {
         }
         let config = self.policy.config();
         // Only leftovers: a memory whose owner (a guest, or a native process) is alive, or is
-        // being created, belongs to that owner, which removes it by dropping it.
-        // Decided by the owner's lock, not the header: a peer may have scribbled over that.
-        let owner_alive = match shield(|| {
-            resmem::is_owner_alive(&name, config).map_err(|e| Error::Io(e.to_string()))
-        }) {
-            Ok(alive) => alive,
-            Err(e) => return Ok(Err(e)),
-        };
-        if owner_alive {
-            return Ok(Err(Error::PermissionDenied(
+        // being created, belongs to that owner, which removes it by dropping it. Decided by
+        // the owner's lock (not the header, which a peer may have scribbled over), held while
+        // the objects are removed, so an owner cannot appear halfway.
+        let removed =
+            shield(|| resmem::remove_stale(&name, config).map_err(|e| Error::Io(e.to_string())));
+        Ok(match removed {
+            Ok(resmem::StaleRemoval::Removed) => Ok(true),
+            Ok(resmem::StaleRemoval::NotFound) => Ok(false),
+            Ok(resmem::StaleRemoval::OwnerAlive) => Err(Error::PermissionDenied(
                 "the memory has a live owner; it is removed when its owner drops it".into(),
-            )));
-        }
-        // SAFETY: the owner is gone (checked above through its lock), so nobody's mappings
-        // depend on the names.
-        Ok(shield(|| {
-            unsafe { resmem::remove(&name, config) }.map_err(|e| Error::Io(e.to_string()))
-        }))
+            )),
+            Err(e) => Err(e),
+        })
     }
 }
 

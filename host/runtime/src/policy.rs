@@ -31,6 +31,9 @@ pub struct Quotas {
     pub io_bytes: u64,
     /// Longest wait a guest may ask of `view.open`.
     pub open_timeout: Duration,
+    /// Bytes each of the guest's own linear memories may grow to. Enforced by wasmtime:
+    /// `memory.grow` past it fails (a Rust guest aborts on the failed allocation: a trap).
+    pub wasm_memory_bytes: u64,
 }
 
 impl Default for Quotas {
@@ -44,15 +47,18 @@ impl Default for Quotas {
             registrations: 1 << 16,
             io_bytes: 16 * MIB,
             open_timeout: Duration::from_secs(30),
+            wasm_memory_bytes: GIB,
         }
     }
 }
 
-/// Namespace, quotas and the native configuration (backend, permissions) guests run under.
+/// Namespace, quotas, deadline and the native configuration (backend, permissions) guests
+/// run under.
 #[derive(Debug, Clone)]
 pub struct Policy {
     namespace: String,
     quotas: Quotas,
+    deadline: Option<Duration>,
     config: Config,
 }
 
@@ -61,6 +67,7 @@ impl Policy {
         PolicyBuilder {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             quotas: Quotas::default(),
+            deadline: None,
             config: Config::default(),
         }
     }
@@ -71,6 +78,14 @@ impl Policy {
 
     pub fn quotas(&self) -> &Quotas {
         &self.quotas
+    }
+
+    /// Longest wall-clock time one entry into a guest may take: a whole command run, a
+    /// plugin's instantiation, or one call of a plugin's `process`. A guest still running then
+    /// is stopped (a trap) and its memories and views are released with its store. `None`
+    /// (the default) lets guests run as long as they like.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.deadline
     }
 
     /// The native configuration: `Config` with the namespace as its prefix.
@@ -90,6 +105,7 @@ impl Default for Policy {
 pub struct PolicyBuilder {
     namespace: String,
     quotas: Quotas,
+    deadline: Option<Duration>,
     config: Config,
 }
 
@@ -105,6 +121,12 @@ impl PolicyBuilder {
         self
     }
 
+    /// See [`Policy::deadline`]; `None` for no deadline.
+    pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
     /// Backend, suffix, permissions and prefaulting; the prefix is replaced by the namespace.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -116,6 +138,7 @@ impl PolicyBuilder {
         Policy {
             namespace: self.namespace,
             quotas: self.quotas,
+            deadline: self.deadline,
             config,
         }
     }

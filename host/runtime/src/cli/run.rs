@@ -1,13 +1,14 @@
 //! `resmem run`: a command component with the host's stdio, args and exit code.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use resmem_host::{EngineOptions, GuestHost, Policy, RunOutcome};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::{NamespaceArgs, parse_quotas};
+use super::{NamespaceArgs, parse_duration, parse_quotas};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -16,9 +17,14 @@ pub struct RunArgs {
     #[command(flatten)]
     namespace: NamespaceArgs,
     /// Raise or lower a quota, NAME=VALUE (repeatable): shm-bytes, chunk-bytes, io-bytes,
-    /// live-chunks, registrations, memories, views, open-timeout-ms.
+    /// live-chunks, registrations, memories, views, open-timeout-ms, wasm-memory.
     #[arg(long = "quota", value_name = "NAME=VALUE")]
     quotas: Vec<String>,
+    /// Stop the guest if it still runs after this long (`30s`, `500ms`, `2m`; plain number =
+    /// seconds): it is stopped, its memories are removed, and resmem exits with code 124.
+    /// No limit by default.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
     /// Do not cache the compiled component.
     #[arg(long)]
     no_cache: bool,
@@ -31,6 +37,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let (namespace, config) = args.namespace.resolve();
     let policy = Policy::builder()
         .quotas(parse_quotas(&args.quotas)?)
+        .deadline(args.timeout)
         .config(config)
         .namespace(&namespace)
         .build();
@@ -53,8 +60,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut wasi = WasiCtxBuilder::new();
     wasi.inherit_stdio().args(&guest_args);
     let outcome = host.run_command(&component, &mut wasi)?;
-    if let RunOutcome::Trapped(message) = &outcome {
-        eprintln!("resmem: guest trapped: {message}");
+    match &outcome {
+        RunOutcome::Trapped(message) => eprintln!("resmem: guest trapped: {message}"),
+        RunOutcome::DeadlineExceeded(limit) => eprintln!(
+            "resmem: guest stopped: still running after its deadline of {limit:?} (--timeout); \
+             its memories were removed"
+        ),
+        RunOutcome::Exited(_) => {}
     }
     Ok(outcome.exit_code())
 }

@@ -1561,6 +1561,25 @@ mod every_guest {
         assert_eq!(end.stdout, ["holding spin"]);
     }
 
+    /// Stalls on any non-empty input: only a host with a deadline can call it (hardening.rs).
+    pub fn stall(host: &Arc<GuestHost>) {
+        let mut plugin = host
+            .plugin(
+                &load(host, resmem_guests::STALL_WASM),
+                &mut WasiCtxBuilder::new(),
+            )
+            .expect("instantiate the plugin");
+        let empty = Buffer {
+            memory: "nothing".to_owned(),
+            offset: WitOffset {
+                segment: 0,
+                offset: 0,
+            },
+            len: 0,
+        };
+        assert!(matches!(plugin.process(&empty), Ok(Ok(None))));
+    }
+
     pub fn trap(host: &Arc<GuestHost>) {
         let end = run(host, &load(host, resmem_guests::TRAP_WASM), &["trap"]);
         assert!(matches!(end.outcome, RunOutcome::Trapped(_)), "{end:?}");

@@ -391,7 +391,7 @@ impl Driver {
     /// Checks a chunk just handed out (aligned, overlapping no live chunk) and fills it.
     fn admit(&mut self, m: usize, offset: PointerOffset, layout: Layout) {
         assert!(
-            layout.align.is_power_of_two() && offset.offset % layout.align.min(4096) == 0,
+            layout.align.is_power_of_two() && offset.offset.is_multiple_of(layout.align.min(4096)),
             "{offset:?} is not aligned to {}",
             layout.align
         );
@@ -444,7 +444,7 @@ impl Driver {
         let placement = [ContentPlacement::Front, ContentPlacement::Back][input.below(2)];
         let packed = pack(offset);
         let live = offset.offset < 1 << 56 && self.memories[m].chunks.contains_key(&packed);
-        if live && input.byte() % 2 == 0 {
+        if live && input.byte().is_multiple_of(2) {
             // Mostly grow for real.
             let old = self.memories[m].chunks[&packed].len() as u64;
             layout.size = old + layout.size % (16 * KIB);
@@ -552,7 +552,6 @@ impl Driver {
             return;
         };
         let offset = self.offset(input, Some(m));
-        let packed = pack(offset);
         let size = self.chunk_size(m, offset);
         let (at, len) = Self::range(input, size);
         // Never build more than the io quota plus one byte.
@@ -613,7 +612,7 @@ impl Driver {
 
     fn open_view(&mut self, input: &mut Input<'_>) {
         let name = self.name(input);
-        let writable = input.byte() % 2 == 0;
+        let writable = input.byte().is_multiple_of(2);
         let mode = if writable {
             AccessMode::ReadWrite
         } else {
@@ -684,7 +683,7 @@ impl Driver {
         let Some(v) = self.pick_view(input) else {
             return;
         };
-        let offset = if input.byte() % 4 != 0 && !self.views[v].registered.is_empty() {
+        let offset = if !input.byte().is_multiple_of(4) && !self.views[v].registered.is_empty() {
             let k = input.below(self.views[v].registered.len());
             unpack(*self.views[v].registered.keys().nth(k).expect("k < len"))
         } else {
@@ -706,7 +705,7 @@ impl Driver {
     }
 
     fn view_target(&self, input: &mut Input<'_>, v: usize) -> PointerOffset {
-        if input.byte() % 4 != 0 && !self.views[v].registered.is_empty() {
+        if !input.byte().is_multiple_of(4) && !self.views[v].registered.is_empty() {
             let k = input.below(self.views[v].registered.len());
             unpack(*self.views[v].registered.keys().nth(k).expect("k < len"))
         } else {

@@ -349,6 +349,8 @@ fn fuzz_guest_passes_64_seeds_in_one_host() {
 fn churning_guests_and_peer_processes_stress() {
     const GUESTS: usize = 4;
     const OPS: &str = "30000";
+    /// Register-verify-unregister passes over the four pinned chunks per peer request.
+    const REPEAT: u64 = 100;
     let scope = Scope::new("hstress");
     let host = host(&scope, Quotas::default(), Some(LIMIT));
     let fuzz = host.load(resmem_guests::FUZZ_WASM).expect("load fuzz");
@@ -387,8 +389,8 @@ fn churning_guests_and_peer_processes_stress() {
     let mut churned = vec![None; GUESTS];
     while churned.iter().any(Option::is_none) {
         for (peer, (_, specs)) in peers.iter_mut().zip(&pinned) {
-            let reply = peer.ok(&format!("repeat 20 {}", join(specs)));
-            assert!(reply.starts_with("repeated 20"), "{reply}");
+            let reply = peer.ok(&format!("repeat {REPEAT} {}", join(specs)));
+            assert!(reply.starts_with(&format!("repeated {REPEAT}")), "{reply}");
             peer.ok(&format!("hold {}", join(&specs[..2])));
             peer.ok("check-held");
             peer.ok("release");
@@ -416,8 +418,8 @@ fn churning_guests_and_peer_processes_stress() {
     }
     println!(
         "stress: {GUESTS} guests x {OPS} ops, {GUESTS} peer processes x {rounds} rounds \
-         ({} registered verifications each) in {:?}; {}",
-        rounds * 22,
+         ({} registrations each) in {:?}; {}",
+        rounds * (REPEAT * 4 + 2),
         started.elapsed(),
         churned
             .iter()

@@ -352,7 +352,7 @@ impl Fuzz {
     /// Checks a chunk just handed out and adds it to the model, filled with fresh bytes.
     fn admit(&mut self, m: usize, offset: PointerOffset, layout: Layout) {
         let packed = pack(offset);
-        if offset.offset % layout.align != 0 {
+        if !offset.offset.is_multiple_of(layout.align) {
             self.fail(&format!("{offset:?} is not aligned to {}", layout.align));
         }
         let end = offset.offset + layout.size.max(1);
@@ -915,7 +915,7 @@ impl Fuzz {
                 self.fail(&format!("{segments} active segments"));
             }
         }
-        if self.step % 64 == 0 {
+        if self.step.is_multiple_of(64) {
             // Every byte of every chunk, through the owner.
             for m in 0..self.memories.len() {
                 let keys: Vec<u64> = self.memories[m].chunks.keys().copied().collect();
@@ -1083,7 +1083,7 @@ fn churn(name: &str, seed: u64, ops: u64) {
         }
         peak = peak.max(live.len());
         max_segments = max_segments.max(memory.number_of_active_segments());
-        if op % 256 == 0 {
+        if op.is_multiple_of(256) {
             for (offset, data) in &pinned {
                 let back = memory
                     .read(*offset, 0, data.len() as u64)

@@ -31,10 +31,13 @@ impl EngineOptions {
 ///   doubles the cost of every guest-to-host call (a prototype measured ~215 ns against ~85 ns
 ///   for a no-op round trip);
 /// - epoch interruption, so a guest that runs past its deadline is stopped (see
-///   [`crate::deadline`]); it adds one check per loop header and function entry and changes
+///   `Policy::deadline`); it adds one check per loop header and function entry and changes
 ///   the compiled code, which the cache key below covers (the compatibility hash includes the
 ///   engine's tunables);
 /// - everything else at wasmtime's defaults (Cranelift, signal-based traps).
+///
+/// A store of this engine made elsewhere than [`crate::GuestHost::store`] needs
+/// `Store::set_epoch_deadline` before it runs code: without one it traps at the first check.
 pub fn new_engine() -> Result<Engine> {
     Ok(Engine::new(&engine_config())?)
 }

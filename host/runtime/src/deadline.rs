@@ -97,6 +97,15 @@ mod tests {
         0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop { br 0 }
     ];
 
+    /// `(module (func $spin (loop (br 0))) (start $spin))`
+    const SPIN_AT_START: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+        0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
+        0x03, 0x02, 0x01, 0x00, // function section
+        0x08, 0x01, 0x00, // start: function 0
+        0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop { br 0 }
+    ];
+
     #[test]
     fn deadlines_round_up_to_whole_ticks() {
         assert_eq!(ticks(Some(TICK * 3 + Duration::from_nanos(1))), 5);
@@ -126,6 +135,12 @@ mod tests {
         assert!(is_deadline_exceeded(&error), "{error:?}");
         assert!(took >= deadline, "stopped early, after {took:?}");
         assert!(took < deadline + Duration::from_secs(2), "took {took:?}");
+
+        // Instantiation runs start functions under the same deadline.
+        let module = Module::new(&engine, SPIN_AT_START).unwrap();
+        arm(&mut store, Some(deadline));
+        let error = Instance::new(&mut store, &module, &[]).unwrap_err();
+        assert!(interrupted(&error), "{error:?}");
         drop(ticker);
     }
 }

@@ -98,17 +98,28 @@ impl GuestHost {
         store
     }
 
-    /// Runs a command component to completion. Its memories are released when its store is
-    /// dropped, whether it returned, exited or trapped.
+    /// Runs a command component to completion, or until the policy's deadline. Its memories
+    /// are released when its store is dropped, whether it returned, exited, trapped or was
+    /// stopped.
     pub fn run_command(
         &self,
         component: &Component,
         wasi: &mut WasiCtxBuilder,
     ) -> Result<RunOutcome> {
         let mut store = self.store(wasi);
-        let command = Command::instantiate(&mut store, component, &self.linker)
-            .map_err(anyhow::Error::from)
-            .context("instantiating the component (is it a wasi:cli command?)")?;
+        let command = match Command::instantiate(&mut store, component, &self.linker) {
+            Ok(command) => command,
+            // A start function that never returns.
+            Err(e) if deadline::interrupted(&e) => {
+                return Ok(RunOutcome::DeadlineExceeded(
+                    self.policy.deadline().unwrap_or_default(),
+                ));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e)
+                    .context("instantiating the component (is it a wasi:cli command?)"));
+            }
+        };
         let outcome = match command.wasi_cli_run().call_run(&mut store) {
             Ok(Ok(())) => RunOutcome::Exited(0),
             Ok(Err(())) => RunOutcome::Exited(1),

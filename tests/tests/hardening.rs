@@ -348,9 +348,9 @@ fn fuzz_guest_passes_64_seeds_in_one_host() {
 #[test]
 fn churning_guests_and_peer_processes_stress() {
     const GUESTS: usize = 4;
-    const OPS: &str = "30000";
+    const OPS: &str = "60000";
     /// Register-verify-unregister passes over the four pinned chunks per peer request.
-    const REPEAT: u64 = 100;
+    const REPEAT: u64 = 25;
     let scope = Scope::new("hstress");
     let host = host(&scope, Quotas::default(), Some(LIMIT));
     let fuzz = host.load(resmem_guests::FUZZ_WASM).expect("load fuzz");
@@ -388,12 +388,20 @@ fn churning_guests_and_peer_processes_stress() {
     let mut rounds = 0u64;
     let mut churned = vec![None; GUESTS];
     while churned.iter().any(Option::is_none) {
+        // Every peer gets its batch before any reply is read: the peers work at once.
         for (peer, (_, specs)) in peers.iter_mut().zip(&pinned) {
-            let reply = peer.ok(&format!("repeat {REPEAT} {}", join(specs)));
-            assert!(reply.starts_with(&format!("repeated {REPEAT}")), "{reply}");
-            peer.ok(&format!("hold {}", join(&specs[..2])));
-            peer.ok("check-held");
-            peer.ok("release");
+            peer.send(&format!("repeat {REPEAT} {}", join(specs)));
+            peer.send(&format!("hold {}", join(&specs[..2])));
+            peer.send("check-held");
+            peer.send("release");
+        }
+        for peer in &mut peers {
+            let replies: Vec<String> = (0..4).map(|_| peer.line(STEP)).collect();
+            assert!(
+                replies[0].starts_with(&format!("ok repeated {REPEAT}"))
+                    && replies[1..].iter().all(|r| r.starts_with("ok ")),
+                "{replies:?}"
+            );
         }
         rounds += 1;
         for (g, guest) in guests.iter_mut().enumerate() {

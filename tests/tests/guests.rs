@@ -1538,6 +1538,17 @@ mod every_guest {
         assert!(matches!(none, Ok(None)), "{}", none.is_ok());
     }
 
+    pub fn fuzz(host: &Arc<GuestHost>) {
+        let end = run(
+            host,
+            &load(host, resmem_guests::FUZZ_WASM),
+            &["fuzz", "1", "200"],
+        );
+        assert_eq!(end.outcome, RunOutcome::Exited(0), "{end:?}");
+        assert_eq!(end.stdout.len(), 1, "{end:?}");
+        assert!(end.stdout[0].starts_with("seed 1: 200 ops"), "{end:?}");
+    }
+
     pub fn producer(host: &Arc<GuestHost>) {
         let end = run(
             host,
@@ -1547,6 +1558,46 @@ mod every_guest {
         assert_eq!(end.outcome, RunOutcome::Exited(0), "{end:?}");
         assert_eq!(end.stdout.len(), 3, "{end:?}");
         assert_eq!(end.stdout[2], "ready");
+    }
+
+    /// Runs forever: only a host with a deadline can run it (hardening.rs tests it fully).
+    pub fn spin(host: &Arc<GuestHost>) {
+        let deadline = Duration::from_millis(100);
+        let policy = Policy::builder()
+            .namespace(host.policy().namespace())
+            .deadline(Some(deadline))
+            .build();
+        let bounded = Arc::new(GuestHost::new(policy, engine_options()).expect("a guest host"));
+        let end = run(
+            &bounded,
+            &load(&bounded, resmem_guests::SPIN_WASM),
+            &["spin", "loop"],
+        );
+        assert_eq!(
+            end.outcome,
+            RunOutcome::DeadlineExceeded(deadline),
+            "{end:?}"
+        );
+        assert_eq!(end.stdout, ["holding spin"]);
+    }
+
+    /// Stalls on any non-empty input: only a host with a deadline can call it (hardening.rs).
+    pub fn stall(host: &Arc<GuestHost>) {
+        let mut plugin = host
+            .plugin(
+                &load(host, resmem_guests::STALL_WASM),
+                &mut WasiCtxBuilder::new(),
+            )
+            .expect("instantiate the plugin");
+        let empty = Buffer {
+            memory: "nothing".to_owned(),
+            offset: WitOffset {
+                segment: 0,
+                offset: 0,
+            },
+            len: 0,
+        };
+        assert!(matches!(plugin.process(&empty), Ok(Ok(None))));
     }
 
     pub fn trap(host: &Arc<GuestHost>) {

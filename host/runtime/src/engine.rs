@@ -38,10 +38,21 @@ impl EngineOptions {
 ///   copy-on-write memory images do not combine with a custom creator (wasmtime 48 panics while
 ///   instantiating), so data segments are copied in eagerly;
 /// - signal-based traps, so a guest access to an unmapped window page is a trap;
+/// - epoch interruption, so a guest that runs past its deadline is stopped (see
+///   `Policy::deadline`); it adds one check per loop header and function entry and changes
+///   the compiled code, which the cache key below covers (the compatibility hash includes the
+///   engine's tunables);
 /// - everything else at wasmtime's defaults (Cranelift, on-demand instance allocation: the
 ///   pooling allocator would bypass the creator).
+///
+/// A store of this engine made elsewhere than [`crate::GuestHost::store`] needs
+/// `Store::set_epoch_deadline` before it runs code: without one it traps at the first check.
 pub fn new_engine() -> Result<Engine> {
     crate::sigbus::install();
+    Ok(Engine::new(&engine_config())?)
+}
+
+fn engine_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.concurrency_support(false);
@@ -51,7 +62,8 @@ pub fn new_engine() -> Result<Engine> {
     config.memory_may_move(false);
     config.memory_init_cow(false);
     config.signals_based_traps(true);
-    Ok(Engine::new(&config)?)
+    config.epoch_interruption(true);
+    config
 }
 
 /// Loads a component, from the cache when this engine compiled the same bytes before.
@@ -92,4 +104,30 @@ fn store_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compatibility_hash(engine: &Engine) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Components cached by an engine without epoch checks must not be loaded by this one (they
+    /// would run forever unchecked): the cache key changes with the setting.
+    #[test]
+    fn epoch_interruption_is_part_of_the_cache_key() {
+        let ours = new_engine().unwrap();
+        let mut without = engine_config();
+        without.epoch_interruption(false);
+        let without = Engine::new(&without).unwrap();
+        assert_ne!(compatibility_hash(&ours), compatibility_hash(&without));
+        assert_eq!(
+            compatibility_hash(&ours),
+            compatibility_hash(&new_engine().unwrap())
+        );
+    }
 }

@@ -14,6 +14,7 @@
 
 pub mod bindings;
 mod convert;
+mod deadline;
 mod engine;
 mod host_impl;
 pub mod pattern;
@@ -23,6 +24,7 @@ pub mod sigbus;
 mod state;
 pub mod window;
 
+pub use deadline::{TICK as DEADLINE_TICK, is_deadline_exceeded};
 pub use engine::{EngineOptions, new_engine};
 pub use policy::{DEFAULT_NAMESPACE, Policy, PolicyBuilder, Quotas};
 pub use run::{GuestHost, Plugin, RunOutcome};

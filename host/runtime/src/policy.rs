@@ -35,6 +35,9 @@ pub struct Quotas {
     /// the top; the guest heap may grow to the rest. Rounded down to 64 KiB; at least 64 MiB
     /// of heap always remain.
     pub window_bytes: u64,
+    /// Bytes each of the guest's own linear memories may grow to. Enforced by wasmtime:
+    /// `memory.grow` past it fails (a Rust guest aborts on the failed allocation: a trap).
+    pub wasm_memory_bytes: u64,
 }
 
 impl Default for Quotas {
@@ -49,15 +52,18 @@ impl Default for Quotas {
             io_bytes: 16 * MIB,
             open_timeout: Duration::from_secs(30),
             window_bytes: crate::window::DEFAULT_WINDOW,
+            wasm_memory_bytes: GIB,
         }
     }
 }
 
-/// Namespace, quotas and the native configuration (backend, permissions) guests run under.
+/// Namespace, quotas, deadline and the native configuration (backend, permissions) guests
+/// run under.
 #[derive(Debug, Clone)]
 pub struct Policy {
     namespace: String,
     quotas: Quotas,
+    deadline: Option<Duration>,
     config: Config,
 }
 
@@ -66,6 +72,7 @@ impl Policy {
         PolicyBuilder {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             quotas: Quotas::default(),
+            deadline: None,
             config: Config::default(),
         }
     }
@@ -76,6 +83,14 @@ impl Policy {
 
     pub fn quotas(&self) -> &Quotas {
         &self.quotas
+    }
+
+    /// Longest wall-clock time one entry into a guest may take: a whole command run, a
+    /// plugin's instantiation, or one call of a plugin's `process`. A guest still running then
+    /// is stopped (a trap) and its memories and views are released with its store. `None`
+    /// (the default) lets guests run as long as they like.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.deadline
     }
 
     /// The native configuration: `Config` with the namespace as its prefix.
@@ -95,6 +110,7 @@ impl Default for Policy {
 pub struct PolicyBuilder {
     namespace: String,
     quotas: Quotas,
+    deadline: Option<Duration>,
     config: Config,
 }
 
@@ -110,6 +126,12 @@ impl PolicyBuilder {
         self
     }
 
+    /// See [`Policy::deadline`]; `None` for no deadline.
+    pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
     /// Backend, suffix, permissions and prefaulting; the prefix is replaced by the namespace.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -121,6 +143,7 @@ impl PolicyBuilder {
         Policy {
             namespace: self.namespace,
             quotas: self.quotas,
+            deadline: self.deadline,
             config,
         }
     }

@@ -1,6 +1,7 @@
 //! Running guests: command components (`wasi:cli/run`) and filter plugins.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -9,6 +10,7 @@ use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::bindings::{bench, guest, plugin};
+use crate::deadline::{self, Ticker};
 use crate::engine::{self, EngineOptions};
 use crate::{GuestState, Policy};
 
@@ -21,15 +23,19 @@ pub enum RunOutcome {
     Exited(i32),
     /// The guest trapped; the message says where and why.
     Trapped(String),
+    /// The guest was still running at the policy's deadline (shown) and was stopped.
+    DeadlineExceeded(Duration),
 }
 
 impl RunOutcome {
-    /// The process exit code `resmem run` ends with: the guest's, or 101 after a trap (the
-    /// code of a panicking native Rust program).
+    /// The process exit code `resmem run` ends with: the guest's, 101 after a trap (the
+    /// code of a panicking native Rust program), 124 after the deadline (the code of
+    /// `timeout(1)`).
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Exited(code) => *code,
             Self::Trapped(_) => 101,
+            Self::DeadlineExceeded(_) => 124,
         }
     }
 }
@@ -41,6 +47,8 @@ pub struct GuestHost {
     linker: Linker<GuestState>,
     policy: Arc<Policy>,
     options: EngineOptions,
+    /// Advances the epoch the guests' deadlines are counted in; stops with the host.
+    _ticker: Ticker,
 }
 
 impl GuestHost {
@@ -55,11 +63,13 @@ impl GuestHost {
             &mut linker,
             |s| s,
         )?;
+        let ticker = Ticker::start(&engine).context("starting the epoch thread")?;
         Ok(Self {
             engine,
             linker,
             policy: Arc::new(policy),
             options,
+            _ticker: ticker,
         })
     }
 
@@ -76,16 +86,21 @@ impl GuestHost {
         engine::load_component(&self.engine, bytes, &self.options)
     }
 
-    /// A fresh store for one guest with the given WASI context.
+    /// A fresh store for one guest with the given WASI context, its linear memories limited
+    /// and its deadline (if the policy has one) counting from now.
     pub fn store(&self, wasi: &mut WasiCtxBuilder) -> Store<GuestState> {
-        Store::new(
+        let mut store = Store::new(
             &self.engine,
             GuestState::new(wasi.build(), Arc::clone(&self.policy)),
-        )
+        );
+        store.limiter(|state| &mut state.limits);
+        deadline::arm(&mut store, self.policy.deadline());
+        store
     }
 
-    /// Runs a command component to completion. Its memories are released when its store is
-    /// dropped, whether it returned, exited or trapped.
+    /// Runs a command component to completion, or until the policy's deadline. Its memories
+    /// are released when its store is dropped, whether it returned, exited, trapped or was
+    /// stopped.
     pub fn run_command(
         &self,
         component: &Component,
@@ -93,15 +108,28 @@ impl GuestHost {
     ) -> Result<RunOutcome> {
         let mut store = self.store(wasi);
         let window = Arc::clone(store.data().window());
-        let command = window
-            .bind(|| Command::instantiate(&mut store, component, &self.linker))
-            .map_err(anyhow::Error::from)
-            .context("instantiating the component (is it a wasi:cli command?)")?;
+        let command =
+            match window.bind(|| Command::instantiate(&mut store, component, &self.linker)) {
+                Ok(command) => command,
+                // A start function that never returns.
+                Err(e) if deadline::interrupted(&e) => {
+                    return Ok(RunOutcome::DeadlineExceeded(
+                        self.policy.deadline().unwrap_or_default(),
+                    ));
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::from(e)
+                        .context("instantiating the component (is it a wasi:cli command?)"));
+                }
+            };
         let outcome = match command.wasi_cli_run().call_run(&mut store) {
             Ok(Ok(())) => RunOutcome::Exited(0),
             Ok(Err(())) => RunOutcome::Exited(1),
             Err(e) => match e.downcast_ref::<I32Exit>() {
                 Some(exit) => RunOutcome::Exited(exit.0),
+                None if deadline::interrupted(&e) => {
+                    RunOutcome::DeadlineExceeded(self.policy.deadline().unwrap_or_default())
+                }
                 None => RunOutcome::Trapped(format!("{e:?}")),
             },
         };
@@ -118,10 +146,12 @@ impl GuestHost {
         let bindings = window
             .bind(|| plugin::Plugin::instantiate(&mut store, component, &self.linker))
             .map_err(anyhow::Error::from)
+            .map_err(|e| deadline_context(e, self.policy.deadline()))
             .context("instantiating the plugin (does it export resmem:memory/filter?)")?;
         Ok(Plugin {
             store: std::mem::ManuallyDrop::new(store),
             bindings,
+            deadline: self.policy.deadline(),
         })
     }
 }
@@ -130,6 +160,7 @@ impl GuestHost {
 pub struct Plugin {
     store: std::mem::ManuallyDrop<Store<GuestState>>,
     bindings: plugin::Plugin,
+    deadline: Option<Duration>,
 }
 
 impl Drop for Plugin {
@@ -141,16 +172,29 @@ impl Drop for Plugin {
 }
 
 impl Plugin {
-    /// Hands one buffer to the plugin. `Err` is a trap (the plugin is unusable afterwards);
-    /// `Ok(Err(message))` is the plugin's own refusal.
+    /// Hands one buffer to the plugin, which has the policy's deadline for this call. `Err`
+    /// is a trap or the deadline ([`crate::is_deadline_exceeded`] tells): the plugin is unusable
+    /// afterwards, and dropping it releases its memories. `Ok(Err(message))` is the plugin's
+    /// own refusal.
     pub fn process(&mut self, input: &Buffer) -> Result<Result<Option<Buffer>, String>> {
-        Ok(self
-            .bindings
+        deadline::arm(&mut self.store, self.deadline);
+        self.bindings
             .resmem_memory_filter()
-            .call_process(&mut *self.store, input)?)
+            .call_process(&mut *self.store, input)
+            .map_err(|e| deadline_context(e.into(), self.deadline))
     }
 
     pub fn state(&self) -> &GuestState {
         self.store.data()
+    }
+}
+
+/// Says which deadline a guest overran, keeping the trap inspectable.
+fn deadline_context(error: anyhow::Error, limit: Option<Duration>) -> anyhow::Error {
+    match limit {
+        Some(limit) if deadline::is_deadline_exceeded(&error) => error.context(format!(
+            "the guest ran longer than its deadline of {limit:?}"
+        )),
+        _ => error,
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use resmem::{ByteBudget, Memory, SegmentRegion, View};
 use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::Policy;
@@ -178,11 +179,16 @@ pub struct GuestState {
     pub(crate) budget: Arc<ByteBudget>,
     pub(crate) usage: Usage,
     pub(crate) window: Arc<Window>,
+    /// Bounds the guest's linear memories (installed as the store's limiter).
+    pub(crate) limits: StoreLimits,
 }
 
 impl GuestState {
     pub fn new(wasi: WasiCtx, policy: Arc<Policy>) -> Self {
         let budget = Arc::new(ByteBudget::new(policy.quotas().shm_bytes));
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(policy.quotas().wasm_memory_bytes).unwrap_or(usize::MAX))
+            .build();
         Self {
             wasi,
             table: ResourceTable::new(),
@@ -190,6 +196,7 @@ impl GuestState {
             policy,
             budget,
             usage: Usage::default(),
+            limits,
         }
     }
 

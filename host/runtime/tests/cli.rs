@@ -399,6 +399,39 @@ fn run_reports_a_trap_with_exit_code_101() {
     ns.assert_clean();
 }
 
+/// `--timeout` stops a guest that never returns: exit code 124, the deadline on stderr, the
+/// guest's memory gone; a malformed duration is refused before anything runs.
+#[test]
+fn run_stops_a_spinning_guest_at_its_timeout() {
+    let ns = Ns::new("runspin");
+    let started = Instant::now();
+    let out = resmem(&[
+        "run",
+        "-n",
+        &ns.prefix,
+        "--timeout",
+        "300ms",
+        guest(resmem_guests::SPIN),
+        "--",
+        "loop",
+        "forever",
+    ]);
+    assert_eq!(out.code(), Some(124), "{out:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(out.stdout, "holding forever");
+    assert!(
+        out.stderr
+            .contains("guest stopped: still running after its deadline of 300ms"),
+        "{}",
+        out.stderr
+    );
+    ns.assert_clean();
+
+    let out = resmem(&["run", "--timeout", "soon", guest(resmem_guests::SPIN)]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("not a duration"), "{}", out.stderr);
+}
+
 /// The guest reads the process's stdin: the producer keeps its memory alive until a line
 /// arrives.
 #[test]

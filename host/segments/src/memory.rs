@@ -644,6 +644,11 @@ impl Drop for Memory {
     fn drop(&mut self) {
         let segments: Vec<OwnerSegment> =
             self.slots.iter_mut().filter_map(SlotCell::take).collect();
+        // The mappings go away with `segments`, abandoned or not: give their bytes back, or a
+        // budget shared by many memories (a guest's) shrinks with every memory dropped.
+        for segment in &segments {
+            self.release_budget(segment.mapping.len());
+        }
         if self.abandoned {
             return;
         }

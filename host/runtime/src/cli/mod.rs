@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand.
 
+#[cfg(feature = "demo")]
 mod demo;
 mod filter;
 mod inspect;
@@ -7,6 +8,7 @@ mod peer;
 mod run;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -41,6 +43,7 @@ enum Command {
     /// Hand buffers of a memory to a chain of filter plugins; write what comes out.
     Filter(filter::FilterArgs),
     /// The main job: a guest producer grows a memory, a native peer process verifies every byte.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
 }
 
@@ -85,6 +88,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Rm(args) => inspect::rm(&args),
         Command::Gc(args) => inspect::gc(&args),
         Command::Peer(args) => peer::peer(&args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::demo(&args),
         Command::Filter(args) => filter::filter(&args),
     }
@@ -131,6 +135,26 @@ pub fn window_size(text: &str) -> Result<u64> {
     Ok(bytes)
 }
 
+/// `30s`, `500ms`, `2m`, `1h`, or plain seconds (`30`, `0.5`).
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("not a duration: {text:?}"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => bail!("unknown duration unit {other:?} in {text:?} (ms, s, m, h)"),
+    };
+    Duration::try_from_secs_f64(seconds).with_context(|| format!("duration out of range: {text:?}"))
+}
+
 /// Applies `name=value` quota settings on top of the defaults.
 pub fn parse_quotas(settings: &[String]) -> Result<Quotas> {
     let mut quotas = Quotas::default();
@@ -155,9 +179,10 @@ pub fn parse_quotas(settings: &[String]) -> Result<Quotas> {
             "views" => quotas.views = u32::try_from(count()?).context("views: too large")?,
             "open-timeout-ms" => quotas.open_timeout = std::time::Duration::from_millis(count()?),
             "window-bytes" => quotas.window_bytes = window_size(value)?,
+            "wasm-memory" => quotas.wasm_memory_bytes = parse_size(value)?,
             other => bail!(
                 "unknown quota {other:?}; known: shm-bytes, chunk-bytes, io-bytes, live-chunks, \
-                 registrations, memories, views, open-timeout-ms, window-bytes"
+                 registrations, memories, views, open-timeout-ms, window-bytes, wasm-memory"
             ),
         }
     }
@@ -192,10 +217,23 @@ mod tests {
     }
 
     #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1e400").is_err());
+    }
+
+    #[test]
     fn quotas_override_defaults() {
         let q = parse_quotas(&["shm-bytes=2G".into(), "memories=3".into()]).unwrap();
         assert_eq!(q.shm_bytes, 2 << 30);
         assert_eq!(q.memories, 3);
+        let q = parse_quotas(&["wasm-memory=64M".into()]).unwrap();
+        assert_eq!(q.wasm_memory_bytes, 64 << 20);
         assert_eq!(q.chunk_bytes, Quotas::default().chunk_bytes);
         assert!(parse_quotas(&["nope=1".into()]).is_err());
         assert!(parse_quotas(&["memories".into()]).is_err());

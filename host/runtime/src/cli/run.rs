@@ -1,13 +1,14 @@
 //! `resmem run`: a command component with the host's stdio, args and exit code.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use resmem_host::{EngineOptions, GuestHost, Policy, RunOutcome};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::{NamespaceArgs, parse_quotas, window_size};
+use super::{NamespaceArgs, parse_duration, parse_quotas, window_size};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -16,13 +17,18 @@ pub struct RunArgs {
     #[command(flatten)]
     namespace: NamespaceArgs,
     /// Raise or lower a quota, NAME=VALUE (repeatable): shm-bytes, chunk-bytes, io-bytes,
-    /// live-chunks, registrations, memories, views, open-timeout-ms, window-bytes.
+    /// live-chunks, registrations, memories, views, open-timeout-ms, window-bytes, wasm-memory.
     #[arg(long = "quota", value_name = "NAME=VALUE")]
     quotas: Vec<String>,
     /// Size of the guest's zero-copy window (`map`) at the top of its 4 GiB address space, in
     /// whole 64 KiB pages; the heap may grow to the rest [default: 2GiB].
     #[arg(long, value_name = "SIZE")]
     window: Option<String>,
+    /// Stop the guest if it still runs after this long (`30s`, `500ms`, `2m`; plain number =
+    /// seconds): it is stopped, its memories are removed, and resmem exits with code 124.
+    /// No limit by default.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
     /// Do not cache the compiled component.
     #[arg(long)]
     no_cache: bool,
@@ -39,6 +45,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     let policy = Policy::builder()
         .quotas(quotas)
+        .deadline(args.timeout)
         .config(config)
         .namespace(&namespace)
         .build();
@@ -61,8 +68,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut wasi = WasiCtxBuilder::new();
     wasi.inherit_stdio().args(&guest_args);
     let outcome = host.run_command(&component, &mut wasi)?;
-    if let RunOutcome::Trapped(message) = &outcome {
-        eprintln!("resmem: guest trapped: {message}");
+    match &outcome {
+        RunOutcome::Trapped(message) => eprintln!("resmem: guest trapped: {message}"),
+        RunOutcome::DeadlineExceeded(limit) => eprintln!(
+            "resmem: guest stopped: still running after its deadline of {limit:?} (--timeout); \
+             its memories were removed"
+        ),
+        RunOutcome::Exited(_) => {}
     }
     Ok(outcome.exit_code())
 }

@@ -1519,12 +1519,13 @@ mod every_guest {
         assert_eq!(end.stdout.len(), ERROR_CASES.len(), "{end:?}");
     }
 
-    pub fn filter(host: &Arc<GuestHost>) {
+    /// A plugin's answer to an empty buffer.
+    fn process_empty(
+        host: &Arc<GuestHost>,
+        component: &[u8],
+    ) -> anyhow::Result<Result<Option<Buffer>, String>> {
         let mut plugin = host
-            .plugin(
-                &load(host, resmem_guests::FILTER_WASM),
-                &mut WasiCtxBuilder::new(),
-            )
+            .plugin(&load(host, component), &mut WasiCtxBuilder::new())
             .expect("instantiate the plugin");
         let empty = Buffer {
             memory: "nothing".to_owned(),
@@ -1534,7 +1535,11 @@ mod every_guest {
             },
             len: 0,
         };
-        let none = plugin.process(&empty).unwrap();
+        plugin.process(&empty)
+    }
+
+    pub fn filter(host: &Arc<GuestHost>) {
+        let none = process_empty(host, resmem_guests::FILTER_WASM).unwrap();
         assert!(matches!(none, Ok(None)), "{}", none.is_ok());
     }
 
@@ -1583,21 +1588,10 @@ mod every_guest {
 
     /// Stalls on any non-empty input: only a host with a deadline can call it (hardening.rs).
     pub fn stall(host: &Arc<GuestHost>) {
-        let mut plugin = host
-            .plugin(
-                &load(host, resmem_guests::STALL_WASM),
-                &mut WasiCtxBuilder::new(),
-            )
-            .expect("instantiate the plugin");
-        let empty = Buffer {
-            memory: "nothing".to_owned(),
-            offset: WitOffset {
-                segment: 0,
-                offset: 0,
-            },
-            len: 0,
-        };
-        assert!(matches!(plugin.process(&empty), Ok(Ok(None))));
+        assert!(matches!(
+            process_empty(host, resmem_guests::STALL_WASM),
+            Ok(Ok(None))
+        ));
     }
 
     pub fn trap(host: &Arc<GuestHost>) {

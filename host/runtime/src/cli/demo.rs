@@ -91,18 +91,12 @@ pub fn demo(args: &DemoArgs) -> Result<i32> {
         started.elapsed().as_secs_f64() * 1e3
     );
 
-    let (stdout_reader, stdout_writer) = std::io::pipe()?;
-    let (stdin_reader, mut stdin_writer) = std::io::pipe()?;
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.stdout(OutputFile::new(File::from(OwnedFd::from(stdout_writer))))
-        .stdin(InputFile::new(File::from(OwnedFd::from(stdin_reader))))
-        .inherit_stderr()
-        .args(&[
-            "producer".to_owned(),
-            "frames".to_owned(),
-            args.chunks.to_string(),
-            args.first_size.to_string(),
-        ]);
+    let (mut wasi, stdout_reader, mut stdin_writer) = piped_wasi(&[
+        "producer".to_owned(),
+        "frames".to_owned(),
+        args.chunks.to_string(),
+        args.first_size.to_string(),
+    ])?;
 
     std::thread::scope(|scope| -> Result<i32> {
         let guest = scope.spawn(|| host.run_command(&producer, &mut wasi));
@@ -281,23 +275,32 @@ fn filter_stage(host: &GuestHost, config: &Config, chunks: &[Chunk]) -> Result<f
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// The window guest fills one chunk in place; the native peer process verifies it.
-fn zero_copy_stage(host: &GuestHost, namespace: &str, size: u64) -> Result<()> {
-    const SEED: u64 = 99;
-    let component = host.load(resmem_guests::WINDOW_WASM)?;
+/// A WASI context for a command guest with `args`, its stdout and stdin on pipes (stderr
+/// inherited): the context, the read end of its stdout, the write end of its stdin.
+fn piped_wasi(
+    args: &[String],
+) -> Result<(WasiCtxBuilder, std::io::PipeReader, std::io::PipeWriter)> {
     let (stdout_reader, stdout_writer) = std::io::pipe()?;
-    let (stdin_reader, mut stdin_writer) = std::io::pipe()?;
+    let (stdin_reader, stdin_writer) = std::io::pipe()?;
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(OutputFile::new(File::from(OwnedFd::from(stdout_writer))))
         .stdin(InputFile::new(File::from(OwnedFd::from(stdin_reader))))
         .inherit_stderr()
-        .args(&[
-            "window".to_owned(),
-            "produce".to_owned(),
-            "zero-copy".to_owned(),
-            size.to_string(),
-            SEED.to_string(),
-        ]);
+        .args(args);
+    Ok((wasi, stdout_reader, stdin_writer))
+}
+
+/// The window guest fills one chunk in place; the native peer process verifies it.
+fn zero_copy_stage(host: &GuestHost, namespace: &str, size: u64) -> Result<()> {
+    const SEED: u64 = 99;
+    let component = host.load(resmem_guests::WINDOW_WASM)?;
+    let (mut wasi, stdout_reader, mut stdin_writer) = piped_wasi(&[
+        "window".to_owned(),
+        "produce".to_owned(),
+        "zero-copy".to_owned(),
+        size.to_string(),
+        SEED.to_string(),
+    ])?;
     std::thread::scope(|scope| -> Result<()> {
         let started = Instant::now();
         let guest = scope.spawn(|| host.run_command(&component, &mut wasi));

@@ -1657,6 +1657,17 @@ fn fields(line: &str, head: &str) -> std::collections::HashMap<String, u64> {
         .collect()
 }
 
+/// A real, separate process (coreutils `truncate`) shrinks the scope's `objects` to nothing,
+/// as a hostile peer would.
+fn truncate_objects(scope: &Scope, objects: &[String]) {
+    let status = std::process::Command::new("truncate")
+        .args(["-s", "0"])
+        .args(objects.iter().map(|o| scope.object_path(o)))
+        .status()
+        .expect("run truncate");
+    assert!(status.success());
+}
+
 /// Whether a trap message says the guest touched memory it may not.
 fn is_memory_fault(outcome: &RunOutcome) -> bool {
     matches!(outcome, RunOutcome::Trapped(m) if m.contains("memory fault") || m.contains("out of bounds"))
@@ -1893,14 +1904,8 @@ fn a_peer_truncating_a_segment_traps_or_fails_only_the_guests_using_it() {
     assert_eq!(copied.line(), "registered");
     let (window_faults, copy_faults) = resmem_host::sigbus::contained_faults();
 
-    // A real, separate process shrinks the segment file to nothing.
     let object = scope.segment_object("shrink", spec.offset.segment_id());
-    let status = std::process::Command::new("truncate")
-        .args(["-s", "0"])
-        .arg(scope.object_path(&object))
-        .status()
-        .expect("run truncate");
-    assert!(status.success());
+    truncate_objects(&scope, &[object]);
 
     mapped.release();
     let end = mapped.finish();
@@ -1975,9 +1980,9 @@ fn guests_instantiated_in_parallel_each_get_their_own_window() {
     assert_empty(&scope);
 }
 
-/// A peer truncates every object of a guest's memory (header and segment) while the guest
-/// holds it. The guest's next host copy fails with `io`, and dropping the memory (which writes
-/// the truncated header) neither kills the host nor leaves the objects behind.
+/// A peer truncates every object of a guest's memory (header and segments) while the guest
+/// holds it. Another guest's view of it fails with an error, and dropping the memory (which
+/// writes the truncated header) neither kills the host nor leaves the objects behind.
 #[test]
 fn a_guest_owner_whose_objects_a_peer_truncated_is_released_cleanly() {
     let scope = Scope::new("wtown");
@@ -1989,12 +1994,7 @@ fn a_guest_owner_whose_objects_a_peer_truncated_is_released_cleanly() {
     assert_eq!(chunks.len(), 2);
     let objects = scope.objects();
     assert_eq!(objects.len(), 3, "{objects:?}");
-    let status = std::process::Command::new("truncate")
-        .args(["-s", "0"])
-        .args(objects.iter().map(|o| scope.object_path(o)))
-        .status()
-        .expect("run truncate");
-    assert!(status.success());
+    truncate_objects(&scope, &objects);
     // Another guest's view cannot open the broken memory, and gets an error, not a crash.
     let end = run(
         &host,

@@ -98,6 +98,17 @@ impl GuestHost {
         store
     }
 
+    /// Instantiates a command component in `store` (made by [`GuestHost::store`]) with this
+    /// host's imports; its linear memories attach to the store's zero-copy window.
+    pub fn instantiate_command(
+        &self,
+        store: &mut Store<GuestState>,
+        component: &Component,
+    ) -> wasmtime::Result<Command> {
+        let window = Arc::clone(store.data().window());
+        window.bind(|| Command::instantiate(&mut *store, component, &self.linker))
+    }
+
     /// Runs a command component to completion, or until the policy's deadline. Its memories
     /// are released when its store is dropped, whether it returned, exited, trapped or was
     /// stopped.
@@ -107,21 +118,19 @@ impl GuestHost {
         wasi: &mut WasiCtxBuilder,
     ) -> Result<RunOutcome> {
         let mut store = self.store(wasi);
-        let window = Arc::clone(store.data().window());
-        let command =
-            match window.bind(|| Command::instantiate(&mut store, component, &self.linker)) {
-                Ok(command) => command,
-                // A start function that never returns.
-                Err(e) if deadline::interrupted(&e) => {
-                    return Ok(RunOutcome::DeadlineExceeded(
-                        self.policy.deadline().unwrap_or_default(),
-                    ));
-                }
-                Err(e) => {
-                    return Err(anyhow::Error::from(e)
-                        .context("instantiating the component (is it a wasi:cli command?)"));
-                }
-            };
+        let command = match self.instantiate_command(&mut store, component) {
+            Ok(command) => command,
+            // A start function that never returns.
+            Err(e) if deadline::interrupted(&e) => {
+                return Ok(RunOutcome::DeadlineExceeded(
+                    self.policy.deadline().unwrap_or_default(),
+                ));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e)
+                    .context("instantiating the component (is it a wasi:cli command?)"));
+            }
+        };
         let outcome = match command.wasi_cli_run().call_run(&mut store) {
             Ok(Ok(())) => RunOutcome::Exited(0),
             Ok(Err(())) => RunOutcome::Exited(1),

@@ -55,6 +55,7 @@ mod name;
 mod offset;
 mod region;
 mod slot;
+mod sync;
 mod view;
 
 pub use allocator::AllocatorKind;

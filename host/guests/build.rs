@@ -21,6 +21,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[path = "toolchain.rs"]
+mod toolchain;
+
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -34,10 +37,11 @@ fn main() {
     let wit_dir = root.join("wit");
 
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=toolchain.rs");
     track_sources(&guest_dir);
     println!("cargo:rerun-if-changed={}", wit_dir.display());
 
-    check_target_installed();
+    check_target_installed(&root);
     let target_dir = guest_target_dir(&out_dir);
     let guests = build(&guest_dir, &target_dir);
     if guests.is_empty() {
@@ -88,21 +92,21 @@ fn track_sources(guest_dir: &Path) {
     }
 }
 
-/// Fails with the fix when the toolchain has no standard library for the guest target.
-fn check_target_installed() {
+/// Installs the guest target with rustup when the toolchain lacks it (one line says so);
+/// fails with the fix when that is not possible.
+fn check_target_installed(root: &Path) {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let output = Command::new(&rustc)
-        .args(["--print", "target-libdir", "--target", TARGET])
-        .output()
-        .unwrap_or_else(|e| fail(&format!("run {}: {e}", rustc.to_string_lossy())));
-    let libdir = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() || !Path::new(libdir.trim()).is_dir() {
-        fail(&format!(
-            "the Rust target {TARGET} is not installed for this toolchain ({}); the guests need \
-             it: run `rustup target add {TARGET}`",
-            env::var("RUSTUP_TOOLCHAIN").unwrap_or_else(|_| rustc.to_string_lossy().into()),
-        ));
-    }
+    let rustup = toolchain::rustup_command(env::var_os("CARGO_HOME").as_deref());
+    let active = env::var("RUSTUP_TOOLCHAIN").ok();
+    toolchain::ensure_target(
+        &rustc,
+        rustup.as_os_str(),
+        TARGET,
+        active.as_deref(),
+        root,
+        |line| println!("cargo:warning={line}"),
+    )
+    .unwrap_or_else(|message| fail(&message));
 }
 
 /// `<outer target dir>/guests`, found as the nearest ancestor of `OUT_DIR` holding cargo's

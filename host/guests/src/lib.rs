@@ -19,6 +19,12 @@ pub fn all() -> &'static [(&'static str, &'static str)] {
     ALL
 }
 
+/// The build script's target check, compiled here too so that it is unit-tested.
+#[cfg(test)]
+#[path = "../toolchain.rs"]
+#[allow(dead_code)]
+mod toolchain;
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -47,5 +53,77 @@ mod tests {
         foreach_guest!(push);
         let all: Vec<_> = super::all().iter().map(|(n, _)| *n).collect();
         assert_eq!(names, all);
+    }
+
+    mod toolchain {
+        use std::ffi::OsStr;
+        use std::path::Path;
+
+        use crate::toolchain::{TargetStatus, ensure_target, has_target};
+
+        fn host_triple() -> String {
+            let out = std::process::Command::new("rustc").arg("-vV").output().unwrap();
+            let text = String::from_utf8(out.stdout).unwrap();
+            let host = text.lines().find_map(|l| l.strip_prefix("host: "));
+            host.expect("rustc -vV names the host").to_owned()
+        }
+
+        #[test]
+        fn an_installed_target_needs_no_rustup() {
+            let host = host_triple();
+            assert!(has_target(OsStr::new("rustc"), &host));
+            let mut announced = false;
+            // A rustup that does not exist: it must not be needed.
+            let status = ensure_target(
+                OsStr::new("rustc"),
+                OsStr::new("/nonexistent/rustup"),
+                &host,
+                None,
+                Path::new("."),
+                |_| announced = true,
+            );
+            assert_eq!(status, Ok(TargetStatus::Present));
+            assert!(!announced);
+        }
+
+        #[test]
+        fn a_missing_target_is_installed_or_the_fix_is_named() {
+            let target = "wasm32-nosuch-resmem";
+            assert!(!has_target(OsStr::new("rustc"), target));
+            let mut lines = Vec::new();
+            // The real rustup refuses an unknown target: the error carries the fix and what
+            // rustup said.
+            let error = ensure_target(
+                OsStr::new("rustc"),
+                OsStr::new("rustup"),
+                target,
+                Some("1.95.0"),
+                Path::new("."),
+                |line| lines.push(line.to_owned()),
+            )
+            .unwrap_err();
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert!(lines[0].contains("installing it"), "{lines:?}");
+            assert!(
+                error.contains("run `rustup target add wasm32-nosuch-resmem --toolchain 1.95.0`"),
+                "{error}"
+            );
+            assert!(error.contains("failed:"), "{error}");
+        }
+
+        #[test]
+        fn without_rustup_the_fix_is_named() {
+            let error = ensure_target(
+                OsStr::new("rustc"),
+                OsStr::new("/nonexistent/rustup"),
+                "wasm32-nosuch-resmem",
+                None,
+                Path::new("."),
+                |_| {},
+            )
+            .unwrap_err();
+            assert!(error.contains("rustup target add wasm32-nosuch-resmem`"), "{error}");
+            assert!(error.contains("could not run /nonexistent/rustup"), "{error}");
+        }
     }
 }

@@ -344,7 +344,7 @@ fn chunk_address(
     let (offset, region) = guest.chunk_region(offset)?;
     let size = guest.chunks.get(&offset.as_u64()).map_or(0, |l| l.size());
     range(at, len, size as u64, "chunk")?;
-    let base = region.address + offset.offset() as usize;
+    let base = region.address() + offset.offset() as usize;
     Ok((
         (base as *mut u8).wrapping_add(at as usize),
         offset.segment_id(),
@@ -358,7 +358,7 @@ pub(crate) trait Segmented: 'static {
 
     /// A guarded copy into segment `id` faulted: record it and return the guest's error.
     fn mark_broken(&mut self, id: SegmentId) -> Error {
-        let sequence = self.region(id).map_or(0, |r| r.sequence);
+        let sequence = self.region(id).map_or(0, |r| r.sequence());
         self.segments_mut().mark_broken(id.value(), sequence)
     }
 }
@@ -396,10 +396,10 @@ impl GuestMemory {
         let region = self
             .memory
             .segment_region(offset.segment_id())
-            .filter(|r| offset.offset() < r.payload_size as u64)
+            .filter(|r| offset.offset() < r.payload_size() as u64)
             .ok_or_else(|| Error::InvalidOffset(format!("{offset} is not in a live segment")))?;
         self.segments
-            .check(offset.segment_id().value(), region.sequence)?;
+            .check(offset.segment_id().value(), region.sequence())?;
         Ok((offset, region))
     }
 
@@ -419,7 +419,7 @@ impl GuestMemory {
         segments.sweep(|id| {
             memory
                 .segment_region(SegmentId::new(id))
-                .map(|r| r.sequence)
+                .map(|r| r.sequence())
         });
     }
 }
@@ -630,7 +630,7 @@ fn registered_address(
     if guest.segments.has_broken()
         && let Some(region) = guest.view.segment_region(id)
     {
-        guest.segments.check(id.value(), region.sequence)?;
+        guest.segments.check(id.value(), region.sequence())?;
     }
     Ok((
         (registration.address as *const u8).wrapping_add(at as usize),

@@ -3,17 +3,25 @@
 //!
 //! One process-wide handler covers two cases and chains everything else to the previous
 //! handler (the Rust runtime's, or the default action):
-//! - **Host copies.** `guarded` runs a copy with its source or target range noted in a
+//! - **Host copies and calls.** `guarded` runs a copy with its source or target range noted in a
 //!   thread-local. A fault inside it maps an anonymous zero page over the faulting page, so
 //!   the copy runs to its end, and reports the fault; the caller discards the bytes, fails the
 //!   call and marks the segment broken. The zero page only ever replaces bytes of a segment
-//!   that is gone anyway.
+//!   that is gone anyway. `shielded` (crate-internal) does the same for a whole host call into
+//!   the native core; only `BUS_ADRERR` faults (truncation) are contained.
 //! - **Guest windows.** A fault inside a registered guest reservation maps PROT_NONE over the
 //!   page; the guest instruction runs again, faults with SIGSEGV inside its linear memory, and
 //!   wasmtime turns that into a trap of that guest alone.
 //!
 //! Everything the handler touches is async-signal-safe: const-initialised thread-locals,
 //! atomics, and the `mmap` system call.
+//!
+//! Nothing here that could turn an embedder's own fault into zeros is public:
+//!
+//! ```compile_fail
+//! // `shielded` is crate-internal.
+//! let ((), _) = resmem_host::sigbus::shielded(|| ());
+//! ```
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
@@ -138,15 +146,22 @@ pub(crate) fn guarded<T>(
     }
 }
 
-/// Runs `work`, a host call into the native core, with every SIGBUS on this thread contained;
-/// returns its value and whether it faulted (then the value is built on zeroed bytes: keep
-/// whatever it holds, e.g. a chunk, but report the call as failed).
+/// Runs `work`, a host call into the native core, with the SIGBUS faults of truncated objects
+/// on this thread contained; returns its value and whether it faulted (then the value is
+/// built on zeroed bytes: keep whatever it holds, e.g. a chunk, but report the call as
+/// failed).
 ///
-/// Inside a host call the only file-backed memory the thread touches is shared memory (the
-/// management header, segment trailers, chunk bytes), so a SIGBUS there can only come from a
-/// peer that truncated an object: the faulting page reads as zeros from then on, and the
-/// object's checks (magic, checksum, trailer) fail afterwards.
-pub fn shielded<T>(work: impl FnOnce() -> T) -> (T, bool) {
+/// Crate-internal on purpose. What it does, exactly: while `work` runs, a SIGBUS on this
+/// thread whose code is `BUS_ADRERR` (an access past the end of a file-backed mapping's
+/// object, what truncation causes) at any address gets an anonymous zero page mapped over the
+/// faulting page, and the access resumes. Any other SIGBUS goes to the previous handler. It is
+/// only sound because of what its callers run: the host's calls into the native core and the
+/// drops of the host's own stores, which touch no file-backed memory but the resmem objects
+/// the host mapped (management headers, segment trailers, chunk bytes); such a page reads as
+/// zeros from then on, and the object's checks (magic, checksum, trailer) fail afterwards. It
+/// must never wrap code that touches other file mappings (an embedder's, wasmtime's code
+/// images): their pages would silently become zeros.
+pub(crate) fn shielded<T>(work: impl FnOnce() -> T) -> (T, bool) {
     guard(0, usize::MAX, work)
 }
 
@@ -190,8 +205,10 @@ fn in_window(addr: usize) -> bool {
 fn replace_page(addr: usize, prot: libc::c_int) -> bool {
     let page_size = PAGE_SIZE.load(Ordering::Relaxed);
     let page = addr & !(page_size - 1);
-    // SAFETY: `page` lies inside a mapping this host made (a segment mapping being copied, or
-    // a guest reservation); MAP_FIXED replaces exactly that page and nothing else.
+    // SAFETY: the callers only pass an address that faulted inside a guest reservation this
+    // module registered, or inside a guarded range (a host copy's own segment range, or, for
+    // `shielded`, the resmem objects a host call touches: see there); MAP_FIXED replaces
+    // exactly that page and nothing else.
     let result = unsafe {
         libc::mmap(
             page as *mut libc::c_void,
@@ -213,8 +230,15 @@ extern "C" fn on_sigbus(
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; si_addr is the
     // faulting address for SIGBUS.
     let addr = unsafe { (*info).si_addr() } as usize;
+    // SAFETY: as above; si_code is set for every signal.
+    let code = unsafe { (*info).si_code };
     let (start, end) = GUARD.with(Cell::get);
-    if start <= addr && addr < end && replace_page(addr, libc::PROT_READ | libc::PROT_WRITE) {
+    // Only BUS_ADRERR is a truncated object; a machine-check or alignment fault is not ours.
+    if code == libc::BUS_ADRERR
+        && start <= addr
+        && addr < end
+        && replace_page(addr, libc::PROT_READ | libc::PROT_WRITE)
+    {
         FAULTED.with(|f| f.set(true));
         COPY_FAULTS.fetch_add(1, Ordering::Relaxed);
         return;

@@ -23,6 +23,14 @@ pub struct GuestMemory {
     pub(crate) chunks: HashMap<u64, Layout>,
 }
 
+impl Drop for GuestMemory {
+    fn drop(&mut self) {
+        // The window goes first, explicitly (not by field order): the guest must not reach a
+        // segment after the memory unmaps it (when `memory` drops after this).
+        self.segments.unmap_all();
+    }
+}
+
 /// What the host knows about the segments of one memory or view beyond the native records:
 /// which are mapped into the guest's window, and which a peer broke by truncating them.
 /// Segments are keyed by id and told apart across id reuse by their sequence number.
@@ -61,21 +69,21 @@ impl GuestSegments {
     /// Guest address of the segment's first payload byte, mapping it into the window first
     /// if needed.
     pub(crate) fn map(&mut self, id: u8, region: &SegmentRegion) -> Result<u32, Error> {
-        self.check(id, region.sequence)?;
+        self.check(id, region.sequence())?;
         match self.mapped.get(&id) {
-            Some(&(slot, sequence)) if sequence == region.sequence => return Ok(slot.start),
+            Some(&(slot, sequence)) if sequence == region.sequence() => return Ok(slot.start()),
             Some(_) => self.unmap(id),
             None => {}
         }
         match self.window.map(region) {
             Ok(slot) => {
-                self.mapped.insert(id, (slot, region.sequence));
-                Ok(slot.start)
+                self.mapped.insert(id, (slot, region.sequence()));
+                Ok(slot.start())
             }
             Err(WindowError::Full { needed, window }) => Err(Error::QuotaExceeded(format!(
                 "the zero-copy window ({window} bytes) has no {needed} bytes free"
             ))),
-            Err(WindowError::Truncated(_)) => Err(self.mark_broken(id, region.sequence)),
+            Err(WindowError::Truncated(_)) => Err(self.mark_broken(id, region.sequence())),
             Err(e) => Err(Error::Io(e.to_string())),
         }
     }
@@ -104,6 +112,13 @@ impl GuestSegments {
         }
     }
 
+    /// Takes every segment out of the window.
+    pub(crate) fn unmap_all(&mut self) {
+        for (_, (slot, _)) in self.mapped.drain() {
+            self.window.unmap(slot);
+        }
+    }
+
     pub(crate) fn has_broken(&self) -> bool {
         !self.broken.is_empty()
     }
@@ -111,9 +126,7 @@ impl GuestSegments {
 
 impl Drop for GuestSegments {
     fn drop(&mut self) {
-        for (_, (slot, _)) in self.mapped.drain() {
-            self.window.unmap(slot);
-        }
+        self.unmap_all();
     }
 }
 
@@ -145,10 +158,7 @@ pub struct GuestView {
 impl Drop for GuestView {
     fn drop(&mut self) {
         // The window goes first: the guest must not reach a segment the view stops pinning.
-        self.segments
-            .mapped
-            .drain()
-            .for_each(|(_, (slot, _))| self.segments.window.unmap(slot));
+        self.segments.unmap_all();
         for (packed, registration) in self.registered.drain() {
             for _ in 0..registration.count {
                 // SAFETY: every registration was made by this view and is dropped once; the

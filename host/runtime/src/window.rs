@@ -12,6 +12,15 @@
 //! the window to the instantiating thread ([`Window::bind`]) and the creator, which wasmtime
 //! calls synchronously on that thread, attaches each new memory to it. A component with
 //! several memories (an interpreter-based guest) gets every segment mapped into all of them.
+//!
+//! Mapping and unmapping are crate-internal: they take raw address ranges, and only the
+//! host's own records of live segments may feed them.
+//!
+//! ```compile_fail
+//! let window = resmem_host::Window::new(64 << 20);
+//! // `map` and `unmap` are crate-internal, and a `Slot` cannot be forged:
+//! window.unmap(resmem_host::window::Slot { start: 0, len: 1 << 20 });
+//! ```
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,12 +52,30 @@ pub enum WindowError {
     Truncated(#[from] sigbus::Truncated),
 }
 
-/// A segment mapped into a window: guest addresses `[start, start + len)`.
+/// A segment mapped into a window: guest addresses `[start, start + len)`. Only
+/// [`Window`]'s crate-internal `map` makes one, so a slot always names a range of the window
+/// that this crate mapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
-    pub start: u32,
+    start: u32,
+    len: u64,
+}
+
+impl Slot {
+    /// The guest address of the segment's first byte.
+    pub fn start(&self) -> u32 {
+        self.start
+    }
+
     /// The segment's mapping length rounded up to `SLOT_ALIGN`.
-    pub len: u64,
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the slot is empty (never: a slot holds at least one page).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// One store's window: the bases of its linear memories and the slots in use.
@@ -132,15 +159,19 @@ impl Window {
 
     /// Maps `region` (a segment mapped in this process) into the window of every attached
     /// memory; returns its slot.
-    pub fn map(&self, region: &SegmentRegion) -> Result<Slot, WindowError> {
+    ///
+    /// Crate-internal, and sound only under a contract the callers (`GuestSegments`) keep:
+    /// `region` comes from a `Memory` or `View` that keeps the segment mapped until the slot
+    /// is unmapped again (it probes, and maps from, `region`'s address range).
+    pub(crate) fn map(&self, region: &SegmentRegion) -> Result<Slot, WindowError> {
         // A peer may have truncated the object: check it is backed to its end before the guest
         // can touch it (a later truncation still faults, and the fault is contained).
-        sigbus::probe(region.address, region.len)?;
+        sigbus::probe(region.address(), region.len())?;
         let mut inner = self.lock();
         if inner.bases.is_empty() {
             return Err(WindowError::NoLinearMemory);
         }
-        let needed = (region.len as u64).div_ceil(SLOT_ALIGN) * SLOT_ALIGN;
+        let needed = (region.len() as u64).div_ceil(SLOT_ALIGN) * SLOT_ALIGN;
         let index = inner
             .free
             .iter()
@@ -158,7 +189,7 @@ impl Window {
             // SAFETY: `region` is a live shared mapping of this process (the caller holds it
             // alive); the target lies inside the window of a reservation this module made,
             // below 4 GiB, which only guest code and this module touch.
-            if let Err(e) = unsafe { duplicate(region.address, region.len, base + start as usize) }
+            if let Err(e) = unsafe { duplicate(region.address(), region.len(), base + start as usize) }
             {
                 for &undo in &inner.bases[..done] {
                     // SAFETY: as above; this undoes the mapping just made.
@@ -176,7 +207,10 @@ impl Window {
     }
 
     /// Makes a slot unreachable (PROT_NONE) in every attached memory and frees it.
-    pub fn unmap(&self, slot: Slot) {
+    ///
+    /// Crate-internal: `slot` must come from this window's `map` and not be unmapped since
+    /// (it maps over the slot's range with `MAP_FIXED`).
+    pub(crate) fn unmap(&self, slot: Slot) {
         let mut inner = self.lock();
         for &base in &inner.bases {
             // SAFETY: the slot lies in the window of this reservation; replacing it with
@@ -416,28 +450,35 @@ mod tests {
         memory.grow_to(128 << 10).expect("grow below the cap");
         assert_eq!(memory.byte_size(), 128 << 10);
 
-        let file = tempfile::tempfile().unwrap();
-        file.set_len(8192).unwrap();
-        // SAFETY: a private temporary file; nobody else maps it.
-        let mut shared = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
+        // A real segment of a real memory: only resmem makes regions.
+        let config = resmem::Config::default().prefix(&format!("winunit{}_", std::process::id()));
+        let owner = resmem::Memory::builder("window")
+            .config(&config)
+            .max_chunk_layout_hint(std::alloc::Layout::from_size_align(8000, 8).unwrap())
+            .create()
+            .expect("a memory");
+        let chunk = owner
+            .allocate(std::alloc::Layout::from_size_align(8000, 8).unwrap())
+            .expect("a chunk");
+        let region = owner
+            .segment_region(chunk.offset.segment_id())
+            .expect("a live segment");
+        assert!(region.len() as u64 <= SLOT_ALIGN, "{region:?}");
+        let last = region.len() - 1;
+        // SAFETY: the chunk is 8000 bytes at the start of the segment's mapping, which is
+        // `region.len()` bytes long and stays mapped while the chunk is held.
+        let shared = unsafe { std::slice::from_raw_parts_mut(region.address() as *mut u8, region.len()) };
         shared[..4].copy_from_slice(b"shm!");
-        shared[8191] = 7;
-        let region = SegmentRegion {
-            address: shared.as_ptr() as usize,
-            len: shared.len(),
-            payload_size: 8000,
-            sequence: 1,
-            writable: true,
-        };
+        let trailer_byte = shared[last];
         let slot = window.map(&region).expect("mapped");
         assert_eq!(u64::from(slot.start), window.heap_cap());
         assert_eq!(slot.len, SLOT_ALIGN);
         assert_eq!(window.free_bytes(), (4 << 20) - SLOT_ALIGN);
         let base = memory.as_ptr() as usize + slot.start as usize;
-        // SAFETY: the slot maps the file's 8192 bytes.
-        let seen = unsafe { std::slice::from_raw_parts(base as *const u8, 8192) };
+        // SAFETY: the slot maps the segment's `region.len()` bytes.
+        let seen = unsafe { std::slice::from_raw_parts(base as *const u8, region.len()) };
         assert_eq!(&seen[..4], b"shm!");
-        assert_eq!(seen[8191], 7);
+        assert_eq!(seen[last], trailer_byte);
         // Writes through the window reach the file's pages.
         // SAFETY: as above, mapped read-write (the source mapping is).
         unsafe { (base as *mut u8).add(4).write(b'?') };
@@ -456,14 +497,10 @@ mod tests {
     #[test]
     fn map_without_a_memory_is_an_error() {
         let w = Window::new(DEFAULT_WINDOW);
-        let page = vec![0u8; 4096];
-        let region = SegmentRegion {
-            address: page.as_ptr() as usize,
-            len: 1,
-            payload_size: 1,
-            sequence: 1,
-            writable: false,
-        };
+        let config = resmem::Config::default().prefix(&format!("winnomem{}_", std::process::id()));
+        let owner = resmem::Memory::builder("window").config(&config).create().expect("a memory");
+        let chunk = owner.allocate(std::alloc::Layout::new::<u64>()).expect("a chunk");
+        let region = owner.segment_region(chunk.offset.segment_id()).expect("live");
         assert_eq!(w.map(&region), Err(WindowError::NoLinearMemory));
     }
 }

@@ -710,6 +710,33 @@ fn rm_refuses_a_live_owner_with_a_corrupted_header() {
 // peer
 // ---------------------------------------------------------------------------------------------
 
+/// `--seed-per-offset` counts modulo 2^64: a seed of `u64::MAX` is followed by 0 (it used to
+/// overflow and panic).
+#[test]
+fn peer_seeds_per_offset_wrap_around() {
+    let ns = Ns::new("peerwrap");
+    let memory = Memory::builder("wrap")
+        .config(&ns.config())
+        .max_chunk_layout_hint(layout(4096))
+        .max_number_of_chunks_hint(2)
+        .create()
+        .expect("create a native memory");
+    let last = alloc_filled(&memory, 4096, u64::MAX);
+    let first = alloc_filled(&memory, 4096, 0);
+    let (a, b) = (last.offset.as_u64().to_string(), first.offset.as_u64().to_string());
+    let max = u64::MAX.to_string();
+    let args = ["peer", "wrap", "-n", &ns.prefix, "--pattern", &max, "--seed-per-offset"];
+    let out = resmem(&[&args[..], &["--len", "4096", &a, &b]].concat());
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stdout.contains("verified 4096 bytes (seed 0)"), "{out:?}");
+    assert!(
+        out.stdout.contains("2 offsets, 8192 bytes verified, 0 mismatches"),
+        "{out:?}"
+    );
+    drop(memory);
+    ns.assert_clean();
+}
+
 /// `resmem peer` verifies `OFFSET/LEN@SEED` (packed or `SEGMENT:OFFSET`), `--pattern` with
 /// `--seed-per-offset`, prints bytes without a pattern, and exits 1 on a mismatch.
 #[test]

@@ -5,16 +5,20 @@ use thiserror::Error;
 /// Why a memory or view could not be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum CreateError {
+    /// A memory with this name already exists.
     #[error("a memory with this name already exists")]
     AlreadyExists,
+    /// Insufficient permissions to create the shared-memory objects.
     #[error("insufficient permissions to create the shared-memory objects")]
     InsufficientPermissions,
+    /// Invalid name: empty, too long for the OS, or containing `/`, NUL or `..`.
     #[error("invalid name: empty, too long for the OS, or containing '/', NUL or '..'")]
     InvalidName,
     /// The layout or chunk-count hint is not representable (overflow, alignment above the page
     /// size, or a first segment larger than the supported maximum).
     #[error("the chunk layout or chunk count hint is too large or too aligned")]
     InvalidHint,
+    /// The operating system failed to create or map a segment.
     #[error("the operating system failed to create or map a segment")]
     InternalError,
     /// Segment 0 would exceed the memory's [`SegmentBudget`](crate::SegmentBudget).
@@ -25,16 +29,22 @@ pub enum CreateError {
 /// Why a view could not be opened, or an offset could not be translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum OpenError {
+    /// No memory (or segment) with this name exists.
     #[error("no memory (or segment) with this name exists")]
     DoesNotExist,
+    /// Insufficient permissions to open the shared-memory objects.
     #[error("insufficient permissions to open the shared-memory objects")]
     InsufficientPermissions,
+    /// The owner has not finished initialising the memory.
     #[error("the owner has not finished initialising the memory")]
     InitializationNotYetFinalized,
+    /// Invalid name: empty, too long for the OS, or containing `/`, NUL or `..`.
     #[error("invalid name: empty, too long for the OS, or containing '/', NUL or '..'")]
     InvalidName,
+    /// The management header was written by an incompatible version of resmem.
     #[error("the management header was written by an incompatible version of resmem")]
     IncompatibleVersion,
+    /// The management header or a segment is corrupted or inconsistent.
     #[error("the management header or a segment is corrupted or inconsistent")]
     Corrupted,
     /// The offset lies outside the payload of its segment, or its segment is not alive.
@@ -44,6 +54,7 @@ pub enum OpenError {
     /// still has offsets of the old one registered.
     #[error("the segment id was reused while offsets of its previous segment are still registered")]
     SegmentReplaced,
+    /// The operating system failed to open or map a segment.
     #[error("the operating system failed to open or map a segment")]
     InternalError,
     /// The owner process is gone (its lock on the management object is free): the memory is
@@ -63,8 +74,10 @@ pub enum AllocError {
     /// A new segment is needed but all 256 segment ids are alive.
     #[error("a new segment is needed but the maximum of 256 live segments is reached")]
     MaxReallocationsReached,
+    /// The requested alignment exceeds the page size.
     #[error("the requested alignment exceeds the page size")]
     ExceedsMaxSupportedAlignment,
+    /// The requested size is larger than a segment can be.
     #[error("the requested size is larger than a segment can be")]
     SizeTooLarge,
     /// A new segment would exceed the memory's [`SegmentBudget`](crate::SegmentBudget).
@@ -75,18 +88,25 @@ pub enum AllocError {
 /// Why a grow failed; the old chunk stays valid and untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum GrowError {
+    /// The new layout is smaller than the old one.
     #[error("the new layout is smaller than the old one")]
     GrowWouldShrink,
+    /// Out of memory.
     #[error("out of memory")]
     OutOfMemory,
+    /// A new segment is needed but the maximum of 256 live segments is reached.
     #[error("a new segment is needed but the maximum of 256 live segments is reached")]
     MaxReallocationsReached,
+    /// The requested alignment exceeds the page size.
     #[error("the requested alignment exceeds the page size")]
     ExceedsMaxSupportedAlignment,
+    /// The requested size is larger than a segment can be.
     #[error("the requested size is larger than a segment can be")]
     SizeTooLarge,
+    /// The offset is not an allocated chunk of this memory.
     #[error("the offset is not an allocated chunk of this memory")]
     InvalidOffset,
+    /// A new segment would exceed the shared-memory budget.
     #[error("a new segment would exceed the shared-memory budget")]
     QuotaExceeded,
 }
@@ -106,8 +126,10 @@ impl From<AllocError> for GrowError {
 /// Why a checked deallocation was refused; nothing was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum DeallocError {
+    /// The offset is not a chunk of a live segment of this memory.
     #[error("the offset is not a chunk of a live segment of this memory")]
     InvalidOffset,
+    /// The chunk is not allocated (double free).
     #[error("the chunk is not allocated (double free)")]
     NotAllocated,
 }
@@ -115,10 +137,13 @@ pub enum DeallocError {
 /// Why `list`, `exists` or `remove` failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum ManageError {
+    /// Invalid name: empty, too long for the OS, or containing `/`, NUL or `..`.
     #[error("invalid name: empty, too long for the OS, or containing '/', NUL or '..'")]
     InvalidName,
+    /// Insufficient permissions.
     #[error("insufficient permissions")]
     InsufficientPermissions,
+    /// The operating system failed to list or remove shared-memory objects.
     #[error("the operating system failed to list or remove shared-memory objects")]
     InternalError,
 }
@@ -126,14 +151,24 @@ pub enum ManageError {
 /// Why a name is invalid, for callers (CLI, host) that want to tell the user precisely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum NameError {
+    /// The name is empty.
     #[error("the name is empty")]
     Empty,
+    /// The OS name would be `len` bytes, more than the `max` the backend allows.
     #[error("the OS name would be {len} bytes, more than the {max} the backend allows")]
-    TooLong { len: usize, max: usize },
+    TooLong {
+        /// Bytes of the OS name.
+        len: usize,
+        /// The most the backend allows.
+        max: usize,
+    },
+    /// The name contains `/`.
     #[error("the name contains '/'")]
     ContainsSlash,
+    /// The name contains a NUL byte.
     #[error("the name contains a NUL byte")]
     ContainsNul,
+    /// The name contains `..`.
     #[error("the name contains '..'")]
     ContainsDotDot,
 }

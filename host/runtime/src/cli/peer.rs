@@ -106,7 +106,7 @@ pub fn peer(args: &PeerArgs) -> Result<i32> {
             read(&view, offset, len).with_context(|| format!("reading {len} bytes at {offset}"))?;
         let seed = spec.seed.or(args.pattern.map(|seed| {
             if args.seed_per_offset {
-                seed + i as u64
+                seed.wrapping_add(i as u64)
             } else {
                 seed
             }

@@ -117,8 +117,8 @@ fn worker(memory: &Memory, t: u64, ops: usize, seed: u64) -> Counts {
             4 if !held.is_empty() => {
                 let i = (x >> 20) as usize % held.len();
                 let h = &held[i];
-                // SAFETY: our chunk.
                 assert!(
+                    // SAFETY: our chunk.
                     unsafe { stamped(h.ptr, h.size, h.stamp) },
                     "thread {t} op {op}: chunk {:?} overwritten before grow",
                     h.offset
@@ -157,8 +157,8 @@ fn worker(memory: &Memory, t: u64, ops: usize, seed: u64) -> Counts {
             }
             _ if !held.is_empty() => {
                 let h = held.swap_remove((x >> 20) as usize % held.len());
-                // SAFETY: our chunk.
                 assert!(
+                    // SAFETY: our chunk.
                     unsafe { stamped(h.ptr, h.size, h.stamp) },
                     "thread {t} op {op}: chunk {:?} overwritten before free",
                     h.offset
@@ -171,8 +171,8 @@ fn worker(memory: &Memory, t: u64, ops: usize, seed: u64) -> Counts {
         }
         if op.is_multiple_of(64) {
             for h in &held {
-                // SAFETY: our chunks.
                 assert!(
+                    // SAFETY: our chunks.
                     unsafe { stamped(h.ptr, h.size, h.stamp) },
                     "thread {t} op {op}: chunk {:?} overwritten",
                     h.offset
@@ -181,8 +181,8 @@ fn worker(memory: &Memory, t: u64, ops: usize, seed: u64) -> Counts {
         }
     }
     for h in held {
-        // SAFETY: our chunk.
         assert!(
+            // SAFETY: our chunk.
             unsafe { stamped(h.ptr, h.size, h.stamp) },
             "thread {t}: chunk {:?} overwritten",
             h.offset

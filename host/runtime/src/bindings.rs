@@ -4,6 +4,7 @@
 //! world's generated interface modules (`with`), so one host implementation serves all.
 
 /// The `guest` world: command components that import `resizable-memory`.
+#[allow(missing_docs)] // generated
 pub mod guest {
     wasmtime::component::bindgen!({
         world: "guest",
@@ -17,6 +18,7 @@ pub mod guest {
 }
 
 /// The `plugin` world: components that additionally export `filter`.
+#[allow(missing_docs)] // generated
 pub mod plugin {
     wasmtime::component::bindgen!({
         world: "plugin",
@@ -30,6 +32,7 @@ pub mod plugin {
 }
 
 /// The `bench` world: the bridge benchmark guest, which additionally imports `bench-support`.
+#[allow(missing_docs)] // generated
 pub mod bench {
     wasmtime::component::bindgen!({
         world: "bench",

@@ -12,6 +12,8 @@
 //! guest's memory `frames` under namespace `P` is what a native peer opens with
 //! `View::builder("frames").config(&Config::default().prefix("P"))`.
 
+#![warn(missing_docs)]
+
 pub mod bindings;
 mod convert;
 mod deadline;

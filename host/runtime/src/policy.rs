@@ -68,6 +68,7 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// A builder starting from the defaults.
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder {
             namespace: DEFAULT_NAMESPACE.to_owned(),
@@ -77,10 +78,12 @@ impl Policy {
         }
     }
 
+    /// The namespace (native `Config` prefix) the guest's names are relative to.
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
 
+    /// The guest's limits.
     pub fn quotas(&self) -> &Quotas {
         &self.quotas
     }
@@ -107,6 +110,7 @@ impl Default for Policy {
 
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
+/// Configures a [`Policy`]; starts from the defaults.
 pub struct PolicyBuilder {
     namespace: String,
     quotas: Quotas,
@@ -121,6 +125,7 @@ impl PolicyBuilder {
         self
     }
 
+    /// The limits the guest runs under.
     pub fn quotas(mut self, quotas: Quotas) -> Self {
         self.quotas = quotas;
         self
@@ -138,6 +143,7 @@ impl PolicyBuilder {
         self
     }
 
+    /// The policy.
     pub fn build(self) -> Policy {
         let config = self.config.prefix(&self.namespace);
         Policy {

@@ -52,6 +52,7 @@ pub struct GuestHost {
 }
 
 impl GuestHost {
+    /// A host whose guests run under `policy`, on an engine built with `options`.
     pub fn new(policy: Policy, options: EngineOptions) -> Result<Self> {
         let engine = engine::new_engine()?;
         let mut linker = Linker::new(&engine);
@@ -73,10 +74,12 @@ impl GuestHost {
         })
     }
 
+    /// The policy every guest of this host runs under.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
+    /// The engine the guests are compiled for.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -193,6 +196,7 @@ impl Plugin {
             .map_err(|e| deadline_context(e.into(), self.deadline))
     }
 
+    /// The plugin's store data: its memories, views and usage.
     pub fn state(&self) -> &GuestState {
         self.store.data()
     }

@@ -175,9 +175,13 @@ impl Drop for GuestView {
 /// What a guest holds right now.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
+    /// Memories the guest owns.
     pub memories: u32,
+    /// Views the guest has open.
     pub views: u32,
+    /// Chunks the guest holds in its memories.
     pub chunks: u64,
+    /// Offsets the guest has registered in its views.
     pub registrations: u64,
 }
 
@@ -194,6 +198,7 @@ pub struct GuestState {
 }
 
 impl GuestState {
+    /// The state of a new guest: its WASI context and the policy it runs under.
     pub fn new(wasi: WasiCtx, policy: Arc<Policy>) -> Self {
         let budget = Arc::new(ByteBudget::new(policy.quotas().shm_bytes));
         let limits = StoreLimitsBuilder::new()
@@ -210,6 +215,7 @@ impl GuestState {
         }
     }
 
+    /// What the guest holds now.
     pub fn usage(&self) -> Usage {
         self.usage
     }
@@ -219,6 +225,7 @@ impl GuestState {
         self.budget.used()
     }
 
+    /// The policy the guest runs under.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }

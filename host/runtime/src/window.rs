@@ -42,12 +42,21 @@ pub const DEFAULT_WINDOW: u64 = 2 << 30;
 /// Why a segment could not be mapped into the window.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WindowError {
+    /// No free slot is large enough.
     #[error("the window has no {needed} free bytes left (window size {window} bytes)")]
-    Full { needed: u64, window: u64 },
+    Full {
+        /// Bytes the segment needs, rounded to slots.
+        needed: u64,
+        /// The window's size.
+        window: u64,
+    },
+    /// The store's instance created no linear memory through this window.
     #[error("the guest has no 32-bit linear memory to map into")]
     NoLinearMemory,
+    /// `mremap` failed; what the OS said.
     #[error("mapping into the window failed: {0}")]
     Map(String),
+    /// A peer truncated the segment: its pages are gone.
     #[error(transparent)]
     Truncated(#[from] sigbus::Truncated),
 }
@@ -122,6 +131,7 @@ impl Window {
         self.heap_cap
     }
 
+    /// Bytes of the wasm32 address space above the heap cap, for segments.
     pub fn window_bytes(&self) -> u64 {
         ADDRESS_SPACE - self.heap_cap
     }

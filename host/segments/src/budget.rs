@@ -21,6 +21,7 @@ pub struct ByteBudget {
 }
 
 impl ByteBudget {
+    /// A budget of `limit` bytes, none of them reserved yet.
     pub fn new(limit: u64) -> Self {
         Self {
             limit,
@@ -28,6 +29,7 @@ impl ByteBudget {
         }
     }
 
+    /// The most bytes that may be reserved at once.
     pub fn limit(&self) -> u64 {
         self.limit
     }

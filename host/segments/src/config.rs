@@ -39,15 +39,19 @@ impl AllocationStrategy {
 /// Access a view requests to the segments it maps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AccessMode {
+    /// Map read-only: the view can read chunks but not write them.
     Read,
+    /// Map read-write.
     ReadWrite,
 }
 
 /// Where `grow` places the old content inside a larger chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ContentPlacement {
+    /// Keep the old bytes at the start; the new bytes follow them.
     #[default]
     Front,
+    /// Move the old bytes to the end; the new bytes precede them.
     Back,
 }
 
@@ -105,22 +109,27 @@ impl Config {
         self
     }
 
+    /// The prefix set by [`Self::prefix`].
     pub fn get_prefix(&self) -> &str {
         &self.prefix
     }
 
+    /// The suffix set by [`Self::suffix`].
     pub fn get_suffix(&self) -> &str {
         &self.suffix
     }
 
+    /// The backend set by [`Self::backend`].
     pub fn get_backend(&self) -> &dyn Backend {
         &*self.backend
     }
 
+    /// The permission bits set by [`Self::permissions`].
     pub fn get_permissions(&self) -> u32 {
         self.permissions
     }
 
+    /// Whether new segments are pre-faulted, see [`Self::prefault`].
     pub fn get_prefault(&self) -> bool {
         self.prefault
     }

@@ -42,6 +42,8 @@ pub struct SlotRecord {
     chunks_in_use: AtomicU64,
 }
 
+/// The management segment: the memory's immutable facts plus one [`SlotRecord`] per segment
+/// id. Only the owner writes it; readers validate everything they take from it.
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct MgmtHeader {
@@ -72,19 +74,28 @@ pub const MGMT_SIZE: usize = size_of::<MgmtHeader>();
 /// Immutable facts about a memory, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderInfo {
+    /// Random per memory; segment trailers must carry the same id.
     pub memory_id: u64,
+    /// [`prefix_hash`] of the prefix the memory was created under.
     pub prefix_hash: u64,
+    /// Pid of the owner at creation; informational (liveness is the owner's lock).
     pub owner_pid: u32,
+    /// The allocator every data segment uses.
     pub allocator: AllocatorKind,
+    /// How the owner sizes new segments.
     pub strategy: AllocationStrategy,
+    /// The segment new chunks are allocated from; live when read.
     pub current_segment: SegmentId,
 }
 
 /// A data segment as published in the header, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotInfo {
+    /// Creation number of the segment; with the id it names one object over the memory's life.
     pub sequence: u64,
+    /// Chunk and payload sizes of the segment, checked for plausibility.
     pub layout: SegmentLayout,
+    /// Chunks allocated when the owner last updated the count; informational only.
     pub chunks_in_use: u64,
 }
 
@@ -160,6 +171,7 @@ impl MgmtHeader {
         self.state.store(READY, Ordering::Release);
     }
 
+    /// Publishes `id` as the segment new chunks come from; it must already be live.
     pub fn set_current(&self, id: SegmentId) {
         self.current_segment
             .store(u32::from(id.value()), Ordering::Release);
@@ -172,6 +184,7 @@ impl MgmtHeader {
             .then(|| self.prefix_hash.load(Ordering::Relaxed) == prefix_hash(prefix))
     }
 
+    /// The record of segment `id`.
     pub fn slot(&self, id: SegmentId) -> &SlotRecord {
         &self.slots[id.index()]
     }
@@ -244,6 +257,8 @@ impl MgmtHeader {
 }
 
 impl SlotRecord {
+    /// Publishes a live segment of creation `sequence` with `layout`; the fields are written
+    /// before the state, so a reader that sees it live sees them too.
     pub fn publish(&self, sequence: u64, layout: &SegmentLayout) {
         self.sequence.store(sequence, Ordering::Relaxed);
         self.payload_size
@@ -257,6 +272,7 @@ impl SlotRecord {
         self.state.store(SLOT_LIVE, Ordering::Release);
     }
 
+    /// Marks the slot free; readers stop mapping its segment.
     pub fn clear(&self) {
         self.state.store(SLOT_FREE, Ordering::Release);
     }
@@ -266,10 +282,12 @@ impl SlotRecord {
         self.chunks_in_use.store(n as u64, Ordering::Relaxed);
     }
 
+    /// Creation number of the segment last published here, unvalidated.
     pub fn sequence(&self) -> u64 {
         self.sequence.load(Ordering::Acquire)
     }
 
+    /// Whether the slot holds a live segment, without validating its values.
     pub fn is_live(&self) -> bool {
         self.state.load(Ordering::Acquire) == SLOT_LIVE
     }
@@ -318,6 +336,7 @@ pub struct SegmentTrailer {
     _reserved: AtomicU32,
 }
 
+/// Bytes of a [`SegmentTrailer`].
 pub const TRAILER_SIZE: usize = size_of::<SegmentTrailer>();
 
 /// Where the trailer starts and how large the whole object is, for a payload size.
@@ -337,6 +356,8 @@ impl SegmentTrailer {
         unsafe { &*(ptr as *const Self) }
     }
 
+    /// Stamps the trailer of segment `id`, creation `sequence` of `memory_id`; the magic is
+    /// written last, so a reader that sees it sees the other fields.
     pub fn write(&self, memory_id: u64, id: SegmentId, sequence: u64, payload_size: usize) {
         self.memory_id.store(memory_id, Ordering::Relaxed);
         self.sequence.store(sequence, Ordering::Relaxed);

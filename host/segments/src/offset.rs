@@ -10,10 +10,12 @@ impl SegmentId {
     /// The largest segment id.
     pub const MAX: SegmentId = SegmentId(u8::MAX);
 
+    /// The segment with id `value`.
     pub const fn new(value: u8) -> Self {
         Self(value)
     }
 
+    /// The id as a number.
     pub const fn value(self) -> u8 {
         self.0
     }
@@ -62,10 +64,12 @@ impl PointerOffset {
         }
     }
 
+    /// The segment the chunk lies in.
     pub const fn segment_id(self) -> SegmentId {
         SegmentId(self.0 as u8)
     }
 
+    /// The chunk's byte offset from the start of its segment's payload.
     pub const fn offset(self) -> u64 {
         self.0 >> Self::SEGMENT_BITS
     }
@@ -111,7 +115,10 @@ impl From<u64> for PointerOffset {
 /// A freshly allocated chunk: its shareable offset and its address in the owner's process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShmPointer {
+    /// The chunk's address in every process; send this to peers.
     pub offset: PointerOffset,
+    /// The chunk's first byte in this process; valid only here and only while the chunk is
+    /// allocated.
     pub data_ptr: *mut u8,
 }
 

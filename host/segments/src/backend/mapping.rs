@@ -133,14 +133,18 @@ impl Mapping {
         self.ptr.as_ptr()
     }
 
+    /// Length of the mapping in bytes.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether the mapping has no bytes; never true for objects the backends map, since an
+    /// object without a size is refused.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// Whether the mapping was made read-write ([`AccessMode::ReadWrite`]).
     pub fn is_writable(&self) -> bool {
         self.writable
     }
@@ -288,6 +292,7 @@ impl ObjectLock {
         }
     }
 
+    /// Whether the locked object has no bytes now (created but not sized, or truncated).
     pub fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }

@@ -50,14 +50,19 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// The longest name an object may have.
     fn max_name_len(&self) -> usize;
 
+    /// Creates object `name`, zero-filled and `size` bytes long, and maps it read-write.
     fn create(&self, name: &str, size: usize, options: &CreateOptions) -> io::Result<Mapping>;
 
+    /// Opens and maps all of the existing object `name`.
     fn open(&self, name: &str, access: AccessMode) -> io::Result<Mapping>;
 
+    /// Unlinks `name`; `Ok(false)` if there was no such object.
     fn remove(&self, name: &str) -> io::Result<bool>;
 
+    /// Whether an object `name` exists (even one this process may not open).
     fn exists(&self, name: &str) -> io::Result<bool>;
 
+    /// Every object name in the namespace, in no particular order.
     fn list(&self) -> io::Result<Vec<String>>;
 
     /// Whether some handle holds the exclusive lock of object `name` (its owner is alive).

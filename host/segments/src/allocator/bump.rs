@@ -1,7 +1,14 @@
 //! Sequential allocation: chunks are carved one after another; the segment starts over once
-//! every chunk is returned. Cheap, no per-chunk state, no reuse of single chunks.
+//! every chunk is returned. No reuse of single chunks.
+//!
+//! The allocator remembers every live chunk (start and end, in owner-private memory under its
+//! mutex), so that a double free, a free of an offset that is not a live chunk's start, or a
+//! free of a chunk from before the last reset is refused instead of miscounting the live
+//! chunks: a miscount would reset the cursor under a live chunk, and the owner would drop the
+//! segment's reference once per bogus free.
 
 use std::alloc::Layout;
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{ChunkAllocator, Exhausted, MAX_SEGMENT_SIZE, SegmentLayout, checked_pow2};
@@ -11,12 +18,13 @@ use crate::{AllocError, AllocationStrategy, DeallocError};
 struct State {
     /// First byte not yet handed out.
     cursor: u64,
-    /// Chunks handed out since the last reset.
-    live: usize,
+    /// Live chunks: start -> end (exclusive; a zero-sized chunk takes one byte).
+    live: BTreeMap<u64, u64>,
     /// Start of the most recent chunk, the only one `grow_in_place` can extend.
     last: Option<u64>,
 }
 
+/// A segment's sequential allocator: see the module documentation.
 #[derive(Debug)]
 pub struct BumpAllocator {
     layout: SegmentLayout,
@@ -24,6 +32,7 @@ pub struct BumpAllocator {
 }
 
 impl BumpAllocator {
+    /// An allocator for a payload of `layout.payload_size` bytes, with nothing handed out.
     pub fn new(layout: SegmentLayout) -> Self {
         Self {
             layout,
@@ -61,7 +70,8 @@ impl ChunkAllocator for BumpAllocator {
             return Err(Exhausted::NoChunkLeft);
         }
         state.cursor = end;
-        state.live += 1;
+        // Starts only grow until the next reset, so this appends at the map's right edge.
+        state.live.insert(start, end);
         state.last = Some(start);
         Ok(start)
     }
@@ -71,11 +81,24 @@ impl ChunkAllocator for BumpAllocator {
         if offset >= state.cursor {
             return Err(DeallocError::InvalidOffset);
         }
-        if state.live == 0 {
-            return Err(DeallocError::NotAllocated);
+        if state.live.remove(&offset).is_none() {
+            // Inside a live chunk: not a chunk start at all. Anywhere else below the cursor:
+            // a chunk already returned (or padding between chunks).
+            let inside_live = state
+                .live
+                .range(..offset)
+                .next_back()
+                .is_some_and(|(_, &end)| offset < end);
+            return Err(if inside_live {
+                DeallocError::InvalidOffset
+            } else {
+                DeallocError::NotAllocated
+            });
         }
-        state.live -= 1;
-        if state.live == 0 {
+        if state.last == Some(offset) {
+            state.last = None;
+        }
+        if state.live.is_empty() {
             *state = State::default();
         }
         Ok(())
@@ -91,11 +114,14 @@ impl ChunkAllocator for BumpAllocator {
             return false;
         }
         state.cursor = state.cursor.max(end);
+        if let Some(chunk_end) = state.live.get_mut(&offset) {
+            *chunk_end = (*chunk_end).max(end);
+        }
         true
     }
 
     fn chunks_in_use(&self) -> usize {
-        self.state().live
+        self.state().live.len()
     }
 
     fn resize_hint(
@@ -157,6 +183,42 @@ mod tests {
         assert_eq!(b.chunks_in_use(), 0);
         assert_eq!(b.deallocate(0), Err(DeallocError::InvalidOffset));
         assert_eq!(b.allocate(Layout::from_size_align(64, 1).unwrap()), Ok(0));
+    }
+
+    #[test]
+    fn refuses_double_and_bogus_frees_while_other_chunks_live() {
+        let b = BumpAllocator::new(bucket_layout(64, 8, 2).unwrap());
+        let l = Layout::from_size_align(16, 8).unwrap();
+        let a = b.allocate(l).unwrap();
+        let c = b.allocate(l).unwrap();
+        assert_eq!((a, c), (0, 16));
+        b.deallocate(a).unwrap();
+        // The double free is refused and changes nothing: `c` keeps the segment in use.
+        assert_eq!(b.deallocate(a), Err(DeallocError::NotAllocated));
+        assert_eq!(b.chunks_in_use(), 1);
+        // Inside the live chunk: not a chunk start.
+        assert_eq!(b.deallocate(c + 8), Err(DeallocError::InvalidOffset));
+        // Past the cursor.
+        assert_eq!(b.deallocate(32), Err(DeallocError::InvalidOffset));
+        assert_eq!(b.chunks_in_use(), 1);
+        // No reset happened: the next chunk follows `c` instead of overlapping it.
+        assert_eq!(b.allocate(l), Ok(32));
+        b.deallocate(c).unwrap();
+        b.deallocate(32).unwrap();
+        assert_eq!(b.chunks_in_use(), 0);
+        assert_eq!(b.allocate(l), Ok(0));
+    }
+
+    #[test]
+    fn a_freed_last_chunk_cannot_grow() {
+        let b = BumpAllocator::new(bucket_layout(64, 8, 1).unwrap());
+        let small = Layout::from_size_align(8, 8).unwrap();
+        let a = b.allocate(small).unwrap();
+        let c = b.allocate(small).unwrap();
+        b.deallocate(c).unwrap();
+        assert!(!b.grow_in_place(c, small, Layout::from_size_align(16, 8).unwrap()));
+        assert_eq!(b.chunks_in_use(), 1);
+        b.deallocate(a).unwrap();
     }
 
     #[test]

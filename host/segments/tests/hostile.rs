@@ -725,7 +725,7 @@ fn bump_double_free_while_another_chunk_lives_is_refused() {
         memory.try_deallocate(a.offset),
         Err(resmem::DeallocError::NotAllocated)
     );
-    // Neither the start of B's interior nor the end of the cursor is a chunk.
+    // An offset inside B is no chunk start.
     assert_eq!(
         memory.try_deallocate(PointerOffset::new(sid(0), 72)),
         Err(resmem::DeallocError::InvalidOffset)
@@ -771,10 +771,8 @@ fn bump_double_free_does_not_unmap_a_retired_segment_under_a_live_chunk() {
         Ok(common::pattern(64, 0xB0))
     );
     // SAFETY: B is still ours and mapped, 64 bytes.
-    assert_eq!(
-        unsafe { common::bytes(b.data_ptr, 64) },
-        common::pattern(64, 0xB0)
-    );
+    let owner_side = unsafe { common::bytes(b.data_ptr, 64) };
+    assert_eq!(owner_side, common::pattern(64, 0xB0));
     assert_eq!(memory.try_deallocate(b.offset), Ok(()));
     assert_eq!(memory.number_of_active_segments(), 1);
     assert_eq!(memory.try_deallocate(c.offset), Ok(()));

@@ -449,3 +449,154 @@ mod tests {
     }
 }
 
+/// Model checks of the free list (`scripts/loom pool`): every interleaving of concurrent pops
+/// and pushes, up to `LOOM_MAX_PREEMPTIONS` preemptions, on pools of two buckets.
+#[cfg(loom)]
+mod loom_tests {
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicBool;
+    use loom::thread;
+
+    use super::*;
+
+    const BUCKET: usize = 8;
+
+    /// A pool of `buckets` buckets, all handed out once and returned (in index order, so
+    /// bucket `buckets - 1` is on top): every allocation below comes from the free list.
+    fn recycled_pool(buckets: usize) -> PoolAllocator {
+        let pool = PoolAllocator::new(bucket_layout(BUCKET, 8, buckets).unwrap()).unwrap();
+        for _ in 0..buckets {
+            pool.allocate(Layout::new::<u8>()).unwrap();
+        }
+        for i in 0..buckets {
+            pool.deallocate((i * BUCKET) as u64).unwrap();
+        }
+        pool
+    }
+
+    /// The pool plus one "handed out" flag per bucket, to catch a bucket given out twice.
+    struct Shared {
+        pool: PoolAllocator,
+        taken: Vec<AtomicBool>,
+    }
+
+    impl Shared {
+        fn new(buckets: usize) -> Arc<Self> {
+            Arc::new(Self {
+                pool: recycled_pool(buckets),
+                taken: (0..buckets).map(|_| AtomicBool::new(false)).collect(),
+            })
+        }
+
+        /// Allocates a bucket and marks it taken; `None` when the pool is empty.
+        fn take(&self) -> Option<u64> {
+            let offset = self.pool.allocate(Layout::new::<u8>()).ok()?;
+            assert_eq!(offset % BUCKET as u64, 0, "bucket start");
+            let index = (offset / BUCKET as u64) as usize;
+            assert!(
+                !self.taken[index].swap(true, Ordering::AcqRel),
+                "bucket {index} handed out twice at once"
+            );
+            Some(offset)
+        }
+
+        /// Unmarks and frees a bucket from `take`.
+        fn give(&self, offset: u64) {
+            let index = (offset / BUCKET as u64) as usize;
+            assert!(self.taken[index].swap(false, Ordering::AcqRel));
+            assert_eq!(self.pool.deallocate(offset), Ok(()));
+        }
+
+        /// Once every thread is done: nothing is in use, the free list holds every bucket
+        /// exactly once, and the pool hands each out once more, then none.
+        fn check_all_back(&self, buckets: usize) {
+            assert_eq!(self.pool.chunks_in_use(), 0);
+            let mut seen = vec![false; buckets];
+            let mut index = head_index(self.pool.head.load(Ordering::Acquire));
+            let mut free = 0;
+            while index != NIL {
+                assert!(
+                    !seen[index as usize],
+                    "bucket {index} twice in the free list"
+                );
+                seen[index as usize] = true;
+                free += 1;
+                let word = self.pool.next[index as usize].load(Ordering::Acquire);
+                assert_eq!(word & FREE, FREE, "a listed bucket is marked free");
+                index = word & !FREE;
+            }
+            assert_eq!(free, buckets, "free buckets");
+            let mut again: Vec<u64> = (0..buckets)
+                .map(|_| self.pool.allocate(Layout::new::<u8>()).unwrap())
+                .collect();
+            again.sort_unstable();
+            let all: Vec<u64> = (0..buckets).map(|i| (i * BUCKET) as u64).collect();
+            assert_eq!(again, all);
+            assert_eq!(
+                self.pool.allocate(Layout::new::<u8>()),
+                Err(Exhausted::NoChunkLeft)
+            );
+        }
+    }
+
+    /// Two threads each pop a bucket and push it back.
+    #[test]
+    fn loom_pool_concurrent_pop_push() {
+        loom::model(|| {
+            let shared = Shared::new(2);
+            let other = shared.clone();
+            let t = thread::spawn(move || {
+                let offset = other.take().expect("two buckets for two threads");
+                other.give(offset);
+            });
+            let offset = shared.take().expect("two buckets for two threads");
+            shared.give(offset);
+            t.join().unwrap();
+            shared.check_all_back(2);
+        });
+    }
+
+    /// The ABA interleaving: one thread reads the head (bucket 1, next 0) while the other
+    /// pops 1, pops 0 and pushes 1 back. Without the tag the first thread's exchange would
+    /// succeed and install bucket 0, which the second thread holds, as the new head.
+    #[test]
+    fn loom_pool_pop_races_pop_pop_push() {
+        loom::model(|| {
+            let shared = Shared::new(2);
+            let other = shared.clone();
+            let t = thread::spawn(move || {
+                let first = other.take();
+                let second = other.take();
+                if let Some(first) = first {
+                    other.give(first);
+                }
+                if let Some(second) = second {
+                    other.give(second);
+                }
+            });
+            if let Some(offset) = shared.take() {
+                shared.give(offset);
+            }
+            t.join().unwrap();
+            shared.check_all_back(2);
+        });
+    }
+
+    /// A double free racing a pop: exactly one of the two frees of a bucket succeeds, and
+    /// the count of free buckets stays exact.
+    #[test]
+    fn loom_pool_double_free_races_pop() {
+        loom::model(|| {
+            let pool = Arc::new(recycled_pool(2));
+            let offset = pool.allocate(Layout::new::<u8>()).unwrap();
+            let other = pool.clone();
+            let t = thread::spawn(move || other.deallocate(offset));
+            let mine = pool.deallocate(offset);
+            let theirs = t.join().unwrap();
+            let mut results = [mine, theirs];
+            results.sort_by_key(|r| r.is_err());
+            assert_eq!(results, [Ok(()), Err(DeallocError::NotAllocated)]);
+            assert_eq!(pool.chunks_in_use(), 0);
+        });
+    }
+}

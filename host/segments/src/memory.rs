@@ -499,9 +499,12 @@ impl Memory {
     }
 
     /// Returns a chunk after checking that it is one: safe to call with any offset, e.g. one
-    /// received from an untrusted party. Nothing changes when it fails. The pool allocator
-    /// checks exactly (bucket boundary, allocated, not freed twice); the bump allocator keeps
-    /// no per-chunk state and only checks that the offset lies below its cursor.
+    /// received from an untrusted party. Nothing changes when it fails. Both allocators check
+    /// exactly: the offset must be the start of a chunk that is allocated now (a bucket
+    /// boundary for the pool, a live chunk's start for the bump allocator); a double free
+    /// gives [`DeallocError::NotAllocated`], an offset that is no chunk start
+    /// [`DeallocError::InvalidOffset`] (or `NotAllocated` where it may be a returned chunk's
+    /// start). The segment's reference is dropped only for a real free.
     pub fn try_deallocate(&self, offset: PointerOffset) -> Result<(), DeallocError> {
         let slot = &self.slots[offset.segment_id().index()];
         if !slot.pin() {

@@ -196,7 +196,7 @@ proptest! {
         let mut cursor = 0u64;
         let mut last: Option<u64> = None;
         let mut live = Live::default();
-        let mut freed_before_reset = false;
+        let mut freed: Vec<u64> = Vec::new();
         for op in ops {
             match op {
                 Op::Alloc { size, align_log2 } => {
@@ -223,28 +223,18 @@ proptest! {
                     if let Some(offset) = live.nth(pick) {
                         prop_assert_eq!(bump.deallocate(offset), Ok(()));
                         live.0.remove(&offset);
+                        freed.push(offset);
+                        if last == Some(offset) {
+                            last = None;
+                        }
                         if live.0.is_empty() {
                             // Last chunk back: the segment starts over.
                             cursor = 0;
                             last = None;
-                            freed_before_reset = true;
                         }
                     }
                 }
-                Op::FreeBogus { offset } => {
-                    // Only offsets the bump allocator can tell apart: at or past the cursor.
-                    let offset = cursor.saturating_add(offset);
-                    prop_assert_eq!(bump.deallocate(offset), Err(DeallocError::InvalidOffset));
-                }
-                Op::DoubleFree { pick } => {
-                    // After a reset every earlier chunk is gone: freeing one is refused. (While
-                    // other chunks live, the bump allocator cannot tell; it is documented to
-                    // only check bounds.)
-                    if live.0.is_empty() && freed_before_reset {
-                        let offset = (pick as u64) % capacity;
-                        prop_assert_eq!(bump.deallocate(offset), Err(DeallocError::InvalidOffset));
-                    }
-                }
+                Op::FreeBogus { .. } | Op::DoubleFree { .. } => {}
                 Op::Grow { pick, extra, align_log2 } => {
                     if let Some(offset) = live.nth(pick) {
                         let len = live.0[&offset];
@@ -260,6 +250,39 @@ proptest! {
                             live.0.remove(&offset);
                             live.insert(offset, end - offset, capacity)?;
                         }
+                    }
+                }
+            }
+            // A bogus offset, or one freed earlier (maybe handed out again since).
+            let checked = match op {
+                Op::FreeBogus { offset } => Some(offset),
+                Op::DoubleFree { pick } if !freed.is_empty() => Some(freed[pick % freed.len()]),
+                _ => None,
+            };
+            if let Some(offset) = checked {
+                let containing = live.0.range(..=offset).next_back().map(|(&s, &l)| (s, l));
+                let expected = if offset >= cursor {
+                    Err(DeallocError::InvalidOffset)
+                } else {
+                    match containing {
+                        // Happens to be a live chunk: a legitimate free.
+                        Some((start, _)) if start == offset => Ok(()),
+                        // Inside a live chunk: no chunk start.
+                        Some((start, len)) if offset < start + len => Err(DeallocError::InvalidOffset),
+                        // Below the cursor, outside every live chunk: returned already.
+                        _ => Err(DeallocError::NotAllocated),
+                    }
+                };
+                prop_assert_eq!(bump.deallocate(offset), expected, "offset {} at cursor {}", offset, cursor);
+                if expected.is_ok() {
+                    live.0.remove(&offset);
+                    freed.push(offset);
+                    if last == Some(offset) {
+                        last = None;
+                    }
+                    if live.0.is_empty() {
+                        cursor = 0;
+                        last = None;
                     }
                 }
             }

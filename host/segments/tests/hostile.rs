@@ -670,3 +670,110 @@ fn scribbled_ids_do_not_mislead_the_owner(env: &Env) {
     v.memory.try_deallocate(c.offset).expect("free");
     // Dropping it removes everything (checked by `Env`).
 }
+
+/// A bump memory of 128 payload bytes holding chunk A (0..64) and chunk B (64..128), B filled
+/// with a pattern.
+fn bump_pair(env: &Env, name: &str) -> (Memory, ShmPointer, ShmPointer) {
+    let memory = env
+        .builder(name)
+        .allocator(AllocatorKind::Bump)
+        .max_chunk_layout_hint(layout(64, 8))
+        .max_number_of_chunks_hint(2)
+        .allocation_strategy(AllocationStrategy::BestFit)
+        .create()
+        .expect("create");
+    let a = memory.allocate(layout(64, 8)).expect("allocate A");
+    let b = memory.allocate(layout(64, 8)).expect("allocate B");
+    assert_eq!(
+        (a.offset, b.offset),
+        (
+            PointerOffset::new(sid(0), 0),
+            PointerOffset::new(sid(0), 64)
+        )
+    );
+    // SAFETY: B is ours, 64 bytes.
+    unsafe { common::fill(b.data_ptr, 64, 0xB0) };
+    (memory, a, b)
+}
+
+/// B's 64 bytes as a fresh view reads them.
+fn bytes_through_view(
+    env: &Env,
+    memory: &Memory,
+    offset: PointerOffset,
+) -> Result<Vec<u8>, OpenError> {
+    let view = View::builder(memory.name())
+        .config(&env.config)
+        .open(AccessMode::Read)?;
+    // SAFETY: unregistered right after the read.
+    let ptr = unsafe { view.register_and_translate_offset(offset) }?;
+    // SAFETY: the chunk is 64 bytes, mapped while registered.
+    let read = unsafe { common::bytes(ptr, 64) };
+    // SAFETY: registered above, not used afterwards.
+    unsafe { view.unregister_offset(offset) };
+    Ok(read)
+}
+
+/// Issue 10: freeing bump chunk A twice while B is live must be refused; before, the second
+/// free reset the cursor (the next allocation overlapped B) and dropped a second reference.
+#[test]
+fn bump_double_free_while_another_chunk_lives_is_refused() {
+    let env = Env::posix();
+    let (memory, a, b) = bump_pair(&env, "bumpdf");
+    assert_eq!(memory.try_deallocate(a.offset), Ok(()));
+    assert_eq!(
+        memory.try_deallocate(a.offset),
+        Err(resmem::DeallocError::NotAllocated)
+    );
+    // An offset inside B is no chunk start.
+    assert_eq!(
+        memory.try_deallocate(PointerOffset::new(sid(0), 72)),
+        Err(resmem::DeallocError::InvalidOffset)
+    );
+    // The segment is full (its cursor did not reset): a 128 B chunk needs a new segment.
+    let c = memory.allocate(layout(128, 8)).expect("allocate C");
+    assert_eq!(c.offset, PointerOffset::new(sid(1), 0));
+    // SAFETY: C is ours, 128 bytes.
+    unsafe { common::fill(c.data_ptr, 128, 0xCC) };
+    assert_eq!(memory.number_of_active_segments(), 2);
+    assert_eq!(
+        bytes_through_view(&env, &memory, b.offset),
+        Ok(common::pattern(64, 0xB0))
+    );
+    for p in [b, c] {
+        assert_eq!(memory.try_deallocate(p.offset), Ok(()));
+    }
+    assert_eq!(memory.number_of_active_segments(), 1);
+}
+
+/// Issue 10: the same on a retired segment: the second free of A used to drop B's reference,
+/// unmapping and unlinking segment 0 under live chunk B.
+#[test]
+fn bump_double_free_does_not_unmap_a_retired_segment_under_a_live_chunk() {
+    let env = Env::posix();
+    let (memory, a, b) = bump_pair(&env, "bumpretired");
+    // Segment 0 is full: this retires it and makes segment 1 current.
+    let c = memory.allocate(layout(64, 8)).expect("allocate C");
+    assert_eq!(c.offset.segment_id(), sid(1));
+    assert_eq!(memory.try_deallocate(a.offset), Ok(()));
+    assert_eq!(
+        memory.try_deallocate(a.offset),
+        Err(resmem::DeallocError::NotAllocated)
+    );
+    assert_eq!(
+        memory.number_of_active_segments(),
+        2,
+        "segment 0 still holds B"
+    );
+    assert!(memory.segment_region(sid(0)).is_some());
+    assert_eq!(
+        bytes_through_view(&env, &memory, b.offset),
+        Ok(common::pattern(64, 0xB0))
+    );
+    // SAFETY: B is still ours and mapped, 64 bytes.
+    let owner_side = unsafe { common::bytes(b.data_ptr, 64) };
+    assert_eq!(owner_side, common::pattern(64, 0xB0));
+    assert_eq!(memory.try_deallocate(b.offset), Ok(()));
+    assert_eq!(memory.number_of_active_segments(), 1);
+    assert_eq!(memory.try_deallocate(c.offset), Ok(()));
+}

@@ -166,8 +166,7 @@ proptest! {
                     freed.push(PointerOffset::from_u64(key));
                 }
                 Op::DoubleFree { pick } => {
-                    // Only exact for the pool (the bump allocator keeps no per-chunk state).
-                    if freed.is_empty() || allocator != AllocatorKind::Pool {
+                    if freed.is_empty() {
                         continue;
                     }
                     let offset = freed[pick % freed.len()];
@@ -182,7 +181,7 @@ proptest! {
                 }
                 Op::FreeBogus { raw } => {
                     let offset = PointerOffset::from_u64(raw);
-                    if live.contains_key(&raw) || allocator != AllocatorKind::Pool {
+                    if live.contains_key(&raw) {
                         continue;
                     }
                     // Unless it happens to be a live chunk's offset, it is refused.

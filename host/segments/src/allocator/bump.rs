@@ -1,5 +1,12 @@
 //! Sequential allocation: chunks are carved one after another; the segment starts over once
-//! every chunk is returned. Cheap, no per-chunk state, no reuse of single chunks.
+//! every chunk is returned. No reuse of single chunks.
+//!
+//! The allocator remembers every chunk since the last reset (start and end, in owner-private
+//! memory under its mutex; returned ones are marked and compacted away once they outnumber the
+//! live ones), so that a double free, a free of an offset that is not a live chunk's start, or a
+//! free of a chunk from before the last reset is refused instead of miscounting the live
+//! chunks: a miscount would reset the cursor under a live chunk, and the owner would drop the
+//! segment's reference once per bogus free.
 
 use std::alloc::Layout;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -7,16 +14,56 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::{ChunkAllocator, Exhausted, MAX_SEGMENT_SIZE, SegmentLayout, checked_pow2};
 use crate::{AllocError, AllocationStrategy, DeallocError};
 
+/// Returned chunks are compacted away once there are more of them than this and than live
+/// ones, so that compaction costs O(1) per free amortised and the list stays O(live).
+const COMPACT_AFTER: usize = 32;
+
+/// A chunk handed out since the last reset.
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    start: u64,
+    /// One past the chunk's last byte (a zero-sized chunk takes one byte); `RETURNED` once
+    /// the chunk is freed.
+    end: u64,
+}
+
+/// `Chunk::end` of a freed chunk: no live chunk ends at offset 0.
+const RETURNED: u64 = 0;
+
 #[derive(Debug, Default)]
 struct State {
     /// First byte not yet handed out.
     cursor: u64,
-    /// Chunks handed out since the last reset.
+    /// Chunks since the last reset, sorted by start (they are carved in increasing order),
+    /// live or `RETURNED`. Cleared, keeping its capacity, when the segment starts over.
+    chunks: Vec<Chunk>,
+    /// Live entries of `chunks`.
     live: usize,
-    /// Start of the most recent chunk, the only one `grow_in_place` can extend.
+    /// Start of the most recent chunk while it is live, the only one `grow_in_place` can
+    /// extend.
     last: Option<u64>,
 }
 
+impl State {
+    /// Forgets every chunk: the segment starts over.
+    fn reset(&mut self) {
+        self.cursor = 0;
+        self.chunks.clear();
+        self.live = 0;
+        self.last = None;
+    }
+
+    /// Index in `chunks` of the entry starting at `offset`, or of the entry before it.
+    fn search(&self, offset: u64) -> Result<usize, Option<usize>> {
+        match self.chunks.binary_search_by_key(&offset, |c| c.start) {
+            Ok(i) => Ok(i),
+            Err(0) => Err(None),
+            Err(i) => Err(Some(i - 1)),
+        }
+    }
+}
+
+/// A segment's sequential allocator: see the module documentation.
 #[derive(Debug)]
 pub struct BumpAllocator {
     layout: SegmentLayout,
@@ -24,6 +71,7 @@ pub struct BumpAllocator {
 }
 
 impl BumpAllocator {
+    /// An allocator for a payload of `layout.payload_size` bytes, with nothing handed out.
     pub fn new(layout: SegmentLayout) -> Self {
         Self {
             layout,
@@ -61,6 +109,8 @@ impl ChunkAllocator for BumpAllocator {
             return Err(Exhausted::NoChunkLeft);
         }
         state.cursor = end;
+        // Starts only grow until the next reset: the list stays sorted.
+        state.chunks.push(Chunk { start, end });
         state.live += 1;
         state.last = Some(start);
         Ok(start)
@@ -71,12 +121,34 @@ impl ChunkAllocator for BumpAllocator {
         if offset >= state.cursor {
             return Err(DeallocError::InvalidOffset);
         }
-        if state.live == 0 {
-            return Err(DeallocError::NotAllocated);
-        }
+        let index = match state.search(offset) {
+            Ok(i) if state.chunks[i].end != RETURNED => i,
+            // A chunk already returned.
+            Ok(_) => return Err(DeallocError::NotAllocated),
+            // Chunks do not overlap, so only the chunk starting right before can contain it:
+            // inside a live chunk it is no chunk start at all; anywhere else below the cursor
+            // it lies in a returned chunk or in padding between chunks.
+            Err(before) => {
+                let inside_live = before.is_some_and(|i| offset < state.chunks[i].end);
+                return Err(if inside_live {
+                    DeallocError::InvalidOffset
+                } else {
+                    DeallocError::NotAllocated
+                });
+            }
+        };
+        state.chunks[index].end = RETURNED;
         state.live -= 1;
+        if state.last == Some(offset) {
+            state.last = None;
+        }
         if state.live == 0 {
-            *state = State::default();
+            state.reset();
+            return Ok(());
+        }
+        let returned = state.chunks.len() - state.live;
+        if returned > COMPACT_AFTER && returned > state.live {
+            state.chunks.retain(|c| c.end != RETURNED);
         }
         Ok(())
     }
@@ -91,6 +163,12 @@ impl ChunkAllocator for BumpAllocator {
             return false;
         }
         state.cursor = state.cursor.max(end);
+        // `last` is live, hence listed, and the newest entry.
+        if let Some(chunk) = state.chunks.last_mut()
+            && chunk.start == offset
+        {
+            chunk.end = chunk.end.max(end);
+        }
         true
     }
 
@@ -157,6 +235,68 @@ mod tests {
         assert_eq!(b.chunks_in_use(), 0);
         assert_eq!(b.deallocate(0), Err(DeallocError::InvalidOffset));
         assert_eq!(b.allocate(Layout::from_size_align(64, 1).unwrap()), Ok(0));
+    }
+
+    #[test]
+    fn refuses_double_and_bogus_frees_while_other_chunks_live() {
+        let b = BumpAllocator::new(bucket_layout(64, 8, 2).unwrap());
+        let l = Layout::from_size_align(16, 8).unwrap();
+        let a = b.allocate(l).unwrap();
+        let c = b.allocate(l).unwrap();
+        assert_eq!((a, c), (0, 16));
+        b.deallocate(a).unwrap();
+        // The double free is refused and changes nothing: `c` keeps the segment in use.
+        assert_eq!(b.deallocate(a), Err(DeallocError::NotAllocated));
+        assert_eq!(b.chunks_in_use(), 1);
+        // Inside the live chunk: not a chunk start.
+        assert_eq!(b.deallocate(c + 8), Err(DeallocError::InvalidOffset));
+        // Past the cursor.
+        assert_eq!(b.deallocate(32), Err(DeallocError::InvalidOffset));
+        assert_eq!(b.chunks_in_use(), 1);
+        // No reset happened: the next chunk follows `c` instead of overlapping it.
+        assert_eq!(b.allocate(l), Ok(32));
+        b.deallocate(c).unwrap();
+        b.deallocate(32).unwrap();
+        assert_eq!(b.chunks_in_use(), 0);
+        assert_eq!(b.allocate(l), Ok(0));
+    }
+
+    #[test]
+    fn returned_chunks_are_compacted_and_still_refused() {
+        let b = BumpAllocator::new(bucket_layout(8, 8, 1000).unwrap());
+        let l = Layout::from_size_align(8, 8).unwrap();
+        let offsets: Vec<u64> = (0..1000).map(|_| b.allocate(l).unwrap()).collect();
+        assert_eq!(offsets[999], 7992);
+        // Free all but the last; compaction runs along the way.
+        for &o in &offsets[..999] {
+            b.deallocate(o).unwrap();
+        }
+        assert!(b.state().chunks.len() <= 2 * COMPACT_AFTER + 1);
+        assert_eq!(b.chunks_in_use(), 1);
+        for &o in &offsets[..999] {
+            assert_eq!(
+                b.deallocate(o),
+                Err(DeallocError::NotAllocated),
+                "offset {o}"
+            );
+        }
+        assert_eq!(b.deallocate(7993), Err(DeallocError::InvalidOffset));
+        assert_eq!(b.chunks_in_use(), 1);
+        b.deallocate(7992).unwrap();
+        assert_eq!(b.chunks_in_use(), 0);
+        assert_eq!(b.allocate(l), Ok(0));
+    }
+
+    #[test]
+    fn a_freed_last_chunk_cannot_grow() {
+        let b = BumpAllocator::new(bucket_layout(64, 8, 1).unwrap());
+        let small = Layout::from_size_align(8, 8).unwrap();
+        let a = b.allocate(small).unwrap();
+        let c = b.allocate(small).unwrap();
+        b.deallocate(c).unwrap();
+        assert!(!b.grow_in_place(c, small, Layout::from_size_align(16, 8).unwrap()));
+        assert_eq!(b.chunks_in_use(), 1);
+        b.deallocate(a).unwrap();
     }
 
     #[test]

@@ -54,8 +54,9 @@ pub trait ChunkAllocator: Send + Sync + Debug {
     /// Hands out a chunk for `layout`, or says why it cannot.
     fn allocate(&self, layout: Layout) -> Result<u64, Exhausted>;
 
-    /// Returns a chunk. Refuses offsets that are not a currently allocated chunk where the
-    /// allocator can tell (the pool always can; the bump allocator only checks bounds).
+    /// Returns a chunk. Refuses, changing nothing, every offset that is not the start of a
+    /// currently allocated chunk: `NotAllocated` for a double free, `InvalidOffset` for an
+    /// offset that cannot be a chunk start.
     fn deallocate(&self, offset: u64) -> Result<(), DeallocError>;
 
     /// Extends an allocated chunk from `old` to `new` without moving it, if possible.

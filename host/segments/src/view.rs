@@ -23,6 +23,20 @@ const CONTENDED_YIELDS: usize = 16;
 const CONTENDED_SLEEPS: usize = 64;
 const CONTENDED_PAUSE: Duration = Duration::from_micros(100);
 
+/// How a backend's `open` failure reads to a view; `unsized_object` is what an object without
+/// a size yet means (the owner is still creating it, or it was truncated).
+fn open_error(e: &std::io::Error, unsized_object: OpenError) -> OpenError {
+    match e.kind() {
+        ErrorKind::NotFound => OpenError::DoesNotExist,
+        ErrorKind::PermissionDenied => OpenError::InsufficientPermissions,
+        ErrorKind::UnexpectedEof => unsized_object,
+        // Something other than a memory object under the name (FIFO, symbolic link,
+        // directory), or an object too large to map: not what the owner made.
+        ErrorKind::InvalidData => OpenError::Corrupted,
+        _ => OpenError::InternalError,
+    }
+}
+
 /// Configures and opens a [`View`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `open` is called"]
@@ -84,12 +98,7 @@ impl ViewBuilder {
                 .config
                 .get_backend()
                 .open(&mgmt_name, access)
-                .map_err(|e| match e.kind() {
-                    ErrorKind::NotFound => OpenError::DoesNotExist,
-                    ErrorKind::PermissionDenied => OpenError::InsufficientPermissions,
-                    ErrorKind::UnexpectedEof => OpenError::InitializationNotYetFinalized,
-                    _ => OpenError::InternalError,
-                })
+                .map_err(|e| open_error(&e, OpenError::InitializationNotYetFinalized))
                 .and_then(|mgmt| {
                     // A sized object is locked by its creator, so a free lock means a dead
                     // owner, whatever the (possibly half-written or foreign) header says.
@@ -325,12 +334,7 @@ impl View {
                     &name::segment_name(&self.name, id, &self.config),
                     self.access,
                 )
-                .map_err(|e| match e.kind() {
-                    ErrorKind::NotFound => OpenError::DoesNotExist,
-                    ErrorKind::PermissionDenied => OpenError::InsufficientPermissions,
-                    ErrorKind::UnexpectedEof => OpenError::Corrupted,
-                    _ => OpenError::InternalError,
-                })?;
+                .map_err(|e| open_error(&e, OpenError::Corrupted))?;
             mapping.close_handle();
             let verified = mapping.len() >= total && {
                 // SAFETY: trailer_at is 64-aligned and trailer_at + 64 <= total <= len.

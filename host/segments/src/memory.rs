@@ -689,6 +689,7 @@ pub(crate) mod hooks {
 
     /// Runs `hook` (once) right after this thread's next `grow_segment` has installed a new
     /// segment in the owner's slot, before it becomes the current segment.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn set_after_install(hook: impl FnOnce(&Memory, SegmentId) + 'static) {
         AFTER_INSTALL.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
     }

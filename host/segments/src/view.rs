@@ -481,6 +481,7 @@ pub(crate) mod hooks {
 
     /// Makes this thread's fast path keep a stale mapping pinned for `dwell` (busy) before it
     /// lets go: widens the window in which another thread's slow path sees that pin.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn set_dwell_while_pinned(dwell: Duration) {
         DWELL.with(|d| d.set(dwell));
     }

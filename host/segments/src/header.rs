@@ -287,6 +287,27 @@ impl SlotRecord {
         self.sequence.load(Ordering::Acquire)
     }
 
+    /// The creation number of the segment the record describes, if it is live, read
+    /// seqlock-style: sequence, state, sequence again, accepted only when both sequence reads
+    /// agree. Reading the sequence only before the state would accept an old sequence when the
+    /// owner clears and republishes the id in between (the state then reads live again).
+    ///
+    /// Why the second read suffices: `publish` stores the sequence before its `Release` store
+    /// of the state, and the state is loaded with `Acquire`; a state load that sees a newer
+    /// publication therefore makes the second sequence load see that publication's (unique,
+    /// never reused) sequence or a later one, which differs from the first read.
+    #[inline]
+    pub fn live_sequence(&self) -> Option<u64> {
+        let first = self.sequence.load(Ordering::Acquire);
+        #[cfg(test)]
+        hooks::between_sequence_and_state(self);
+        let live = self.state.load(Ordering::Acquire) == SLOT_LIVE;
+        // Ordered after the Acquire load above; Relaxed would do, Acquire costs nothing on
+        // the targets that matter and keeps the reasoning local.
+        let second = self.sequence.load(Ordering::Acquire);
+        (live && first == second).then_some(first)
+    }
+
     /// Whether the slot holds a live segment, without validating its values.
     pub fn is_live(&self) -> bool {
         self.state.load(Ordering::Acquire) == SLOT_LIVE
@@ -393,9 +414,70 @@ impl SegmentTrailer {
     }
 }
 
+/// Test-only interleaving hooks: a closure run (once) between two loads of a record, so a
+/// unit test can make "the owner" act at exactly that point.
+#[cfg(test)]
+pub(crate) mod hooks {
+    use super::SlotRecord;
+    use std::cell::RefCell;
+
+    type Hook = Box<dyn FnOnce(&SlotRecord)>;
+
+    thread_local! {
+        static BETWEEN_SEQUENCE_AND_STATE: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `hook` the next time this thread reads a record's sequence in `live_sequence`,
+    /// right after the first sequence load and before the state load.
+    pub(crate) fn set_between_sequence_and_state(hook: impl FnOnce(&SlotRecord) + 'static) {
+        BETWEEN_SEQUENCE_AND_STATE.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+    }
+
+    pub(super) fn between_sequence_and_state(record: &SlotRecord) {
+        if let Some(hook) = BETWEEN_SEQUENCE_AND_STATE.with(|h| h.borrow_mut().take()) {
+            hook(record);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn layout() -> SegmentLayout {
+        SegmentLayout {
+            chunk_size: 64,
+            chunk_align: 8,
+            chunks: 4,
+            payload_size: 256,
+        }
+    }
+
+    #[test]
+    fn live_sequence_reads_published_records() {
+        let record = SlotRecord::default();
+        assert_eq!(record.live_sequence(), None);
+        record.publish(7, &layout());
+        assert_eq!(record.live_sequence(), Some(7));
+        record.clear();
+        assert_eq!(record.live_sequence(), None);
+    }
+
+    /// The owner clears the id and republishes it with a new creation number between the
+    /// reader's sequence load and its state load: the old sequence must not be reported live.
+    #[test]
+    fn live_sequence_rejects_a_republication_between_its_loads() {
+        let record = SlotRecord::default();
+        record.publish(7, &layout());
+        hooks::set_between_sequence_and_state(|record| {
+            record.clear();
+            record.publish(8, &layout());
+        });
+        assert_eq!(record.live_sequence(), None);
+        assert_eq!(record.sequence(), 8);
+        // Without interference the new publication reads as live.
+        assert_eq!(record.live_sequence(), Some(8));
+    }
 
     #[test]
     fn layout_is_stable() {

@@ -361,13 +361,22 @@ impl Memory {
         let id = self.next_free_id(grow.newest)?;
         let sequence = grow.next_sequence;
         let segment = self.create_segment(id, sequence, layout)?;
-        if self.slots[id.index()].install(segment, false, 0).is_err() {
-            // next_free_id only returns free slots and only growers install.
+        // The creation number is spent once views may have seen it, whatever happens next: a
+        // view that mapped this segment must never take a later one for it.
+        grow.next_sequence += 1;
+        // Publish before installing: from the install on, the owner resolves (and hands out)
+        // offsets in the segment, and a view must find each of them in the header.
+        self.record(id).publish(sequence, &layout);
+        if let Err(segment) = self.slots[id.index()].install(segment, false, 0) {
+            // Unreachable (next_free_id only returns free slots and only growers install,
+            // under the grow lock), but never leave a published record, a name or budget
+            // behind: release_segment unpublishes, unlinks and gives the bytes back.
+            self.release_segment(segment);
             return Err(AllocError::OutOfMemory);
         }
-        grow.next_sequence += 1;
+        #[cfg(test)]
+        hooks::after_install(self, id);
         grow.newest = id;
-        self.record(id).publish(sequence, &layout);
         self.header().set_current(id);
         self.current.store(u32::from(id.value()), Ordering::Release);
         old.retire(|s| self.release_segment(s));
@@ -665,5 +674,101 @@ impl Drop for Memory {
                 .get_backend()
                 .remove(&name::mgmt_name(&self.name, &self.config));
         }
+    }
+}
+
+/// Test-only interleaving hooks of the owner.
+#[cfg(test)]
+pub(crate) mod hooks {
+    use super::Memory;
+    use crate::SegmentId;
+    use std::cell::RefCell;
+
+    type Hook = Box<dyn FnOnce(&Memory, SegmentId)>;
+
+    thread_local! {
+        static AFTER_INSTALL: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `hook` (once) right after this thread's next `grow_segment` has installed a new
+    /// segment in the owner's slot, before it becomes the current segment.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn set_after_install(hook: impl FnOnce(&Memory, SegmentId) + 'static) {
+        AFTER_INSTALL.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+    }
+
+    pub(super) fn after_install(memory: &Memory, id: SegmentId) {
+        if let Some(hook) = AFTER_INSTALL.with(|h| h.borrow_mut().take()) {
+            hook(memory, id);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::{AccessMode, OpenError, ProcessLocal, View};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    fn config(tag: &str) -> Config {
+        Config::default()
+            .prefix(&format!("u{}_{tag}_", std::process::id()))
+            .backend(ProcessLocal)
+    }
+
+    /// What a view saw of a fresh segment at the moment the owner could first resolve
+    /// offsets in it.
+    #[derive(Debug, PartialEq, Eq)]
+    struct SeenAtInstall {
+        owner_resolves: bool,
+        view: Result<(), OpenError>,
+    }
+
+    #[test]
+    fn a_grown_segment_is_published_before_the_owner_can_hand_out_its_offsets() {
+        let config = config("publish_first");
+        let memory = Memory::builder("m")
+            .config(&config)
+            .max_chunk_layout_hint(Layout::from_size_align(8, 8).unwrap())
+            .max_number_of_chunks_hint(1)
+            .allocation_strategy(AllocationStrategy::BestFit)
+            .create()
+            .expect("create");
+        let view = View::builder("m")
+            .config(&config)
+            .open(AccessMode::Read)
+            .expect("open");
+        let first = memory
+            .allocate(Layout::from_size_align(8, 8).unwrap())
+            .unwrap();
+        assert_eq!(first.offset.segment_id(), SegmentId::new(0));
+        let seen = Rc::new(RefCell::new(None));
+        let out = Rc::clone(&seen);
+        hooks::set_after_install(move |memory, id| {
+            let offset = PointerOffset::new(id, 0);
+            let owner_resolves = memory.translate(offset).is_some();
+            // SAFETY: unregistered right below when it succeeded; the address is not used.
+            let view_result = unsafe { view.register_and_translate_offset(offset) }.map(|_| ());
+            if view_result.is_ok() {
+                // SAFETY: registered just above, not unregistered since.
+                unsafe { view.unregister_offset(offset) };
+            }
+            *out.borrow_mut() = Some(SeenAtInstall {
+                owner_resolves,
+                view: view_result,
+            });
+        });
+        let second = memory
+            .allocate(Layout::from_size_align(8, 8).unwrap())
+            .unwrap();
+        assert_eq!(second.offset.segment_id(), SegmentId::new(1));
+        assert_eq!(
+            seen.borrow_mut().take(),
+            Some(SeenAtInstall {
+                owner_resolves: true,
+                view: Ok(()),
+            })
+        );
     }
 }

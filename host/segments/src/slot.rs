@@ -14,8 +14,7 @@
 //! down (unmap, unlink) before the slot becomes `FREE`, so a new segment never reuses a name
 //! that is still being removed.
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, UnsafeCell};
 
 const PHASE_MASK: u64 = 0b11;
 const FREE: u64 = 0;
@@ -28,6 +27,7 @@ const ONE: u64 = 1 << 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotPinned;
 
+/// One segment's slot: a phase, a reference count and the value (see the module docs).
 pub struct SlotCell<T> {
     state: AtomicU64,
     value: UnsafeCell<Option<T>>,
@@ -103,9 +103,15 @@ impl<T> SlotCell<T> {
     /// the returned reference.
     #[inline]
     pub unsafe fn get(&self) -> &T {
-        // SAFETY: a pinned slot is LIVE or RETIRED, where the value is Some and not written
-        // (writes happen only in BUSY, which cannot be entered while the count is non-zero).
-        match unsafe { &*self.value.get() } {
+        // The discriminant is read inside `with`, so that loom checks this read against the
+        // writes of install and teardown.
+        let value = self.value.with(|value| {
+            // SAFETY: a pinned slot is LIVE or RETIRED, where the value is Some and not
+            // written (writes happen only in BUSY, which cannot be entered while the count is
+            // non-zero); the caller keeps the pin while it uses the reference.
+            unsafe { (*value).as_ref() }
+        });
+        match value {
             Some(v) => v,
             None => unreachable!("a pinned slot always holds a value"),
         }
@@ -171,8 +177,10 @@ impl<T> SlotCell<T> {
         {
             return Err(value);
         }
-        // SAFETY: phase BUSY excludes every reader and writer but us.
-        unsafe { *self.value.get() = Some(value) };
+        self.value.with_mut(|slot| {
+            // SAFETY: phase BUSY excludes every reader and writer but us.
+            unsafe { *slot = Some(value) }
+        });
         let phase = if retired { RETIRED } else { LIVE };
         self.state.store(phase + pins * ONE, Ordering::Release);
         Ok(())
@@ -226,19 +234,27 @@ impl<T> SlotCell<T> {
     /// Takes the value regardless of references; for `Drop` of the container, which has
     /// exclusive access.
     pub fn take(&mut self) -> Option<T> {
-        *self.state.get_mut() = FREE;
-        self.value.get_mut().take()
+        // A store rather than `get_mut`, which loom's atomics lack; `&mut self` excludes
+        // every other access either way.
+        self.state.store(FREE, Ordering::Relaxed);
+        self.value.with_mut(|value| {
+            // SAFETY: `&mut self` is exclusive access to the cell.
+            unsafe { (*value).take() }
+        })
     }
 
     fn teardown(&self, teardown: impl FnOnce(T)) {
-        // SAFETY: we moved the state to BUSY ourselves, which excludes every other access.
-        let value = unsafe { (*self.value.get()).take() };
+        let value = self.value.with_mut(|value| {
+            // SAFETY: we moved the state to BUSY ourselves, which excludes every other access.
+            unsafe { (*value).take() }
+        });
         if let Some(value) = value {
             teardown(value);
         }
         self.state.store(FREE, Ordering::Release);
     }
 
+    /// Whether the slot holds a value (live or retired).
     pub fn is_occupied(&self) -> bool {
         matches!(
             self.state.load(Ordering::Acquire) & PHASE_MASK,
@@ -246,10 +262,12 @@ impl<T> SlotCell<T> {
         )
     }
 
+    /// Whether the slot is empty and may be installed into.
     pub fn is_free(&self) -> bool {
         self.state.load(Ordering::Acquire) == FREE
     }
 
+    /// Whether a value is being installed or torn down right now.
     pub fn is_busy(&self) -> bool {
         self.state.load(Ordering::Acquire) & PHASE_MASK == BUSY
     }
@@ -260,7 +278,7 @@ impl<T> SlotCell<T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;
@@ -343,5 +361,209 @@ mod tests {
             assert_eq!(torn.load(Ordering::Relaxed), 1);
             assert!(slot.is_free());
         }
+    }
+}
+
+/// Model checks of the reference count (`scripts/loom slot`): every interleaving of the
+/// operations below, up to `LOOM_MAX_PREEMPTIONS` preemptions. Loom's `UnsafeCell` fails a
+/// model whose value is read (by `get`) without a happens-before edge to its install, or
+/// written (by teardown) without one from every earlier read.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicUsize;
+    use loom::thread;
+
+    /// Counts teardowns and checks the value each one receives.
+    #[derive(Clone)]
+    struct Teardowns {
+        count: Arc<AtomicUsize>,
+    }
+
+    impl Teardowns {
+        fn new() -> Self {
+            Self {
+                count: Arc::new(AtomicUsize::new(0)),
+            }
+        }
+
+        fn expecting(&self, expected: u32) -> impl FnOnce(u32) + use<> {
+            let count = Arc::clone(&self.count);
+            move |value| {
+                assert_eq!(value, expected, "teardown got another value");
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
+        fn count(&self) -> usize {
+            self.count.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Pins, reads the value (asserting it is `expected`) and unpins, when the slot can be
+    /// pinned at all. Returns whether it could.
+    fn pin_read_unpin(slot: &SlotCell<u32>, expected: &[u32], torn: &Teardowns) -> bool {
+        if !slot.pin() {
+            return false;
+        }
+        // SAFETY: pinned above, unpinned below after the last use.
+        let value = unsafe { *slot.get() };
+        assert!(expected.contains(&value), "pinner read {value}");
+        slot.unpin(1, torn.expecting(value)).expect("our own pin");
+        true
+    }
+
+    /// Two chunk references dropped concurrently with the retire of the live slot: exactly
+    /// one teardown, of the installed value, and the slot ends free.
+    #[test]
+    fn loom_slot_retire_races_unpins_exactly_one_teardown() {
+        loom::model(|| {
+            let slot = Arc::new(SlotCell::<u32>::default());
+            slot.install(7, false, 2).expect("a free slot");
+            let torn = Teardowns::new();
+            let retirer = {
+                let (slot, torn) = (Arc::clone(&slot), torn.clone());
+                thread::spawn(move || assert!(slot.retire(torn.expecting(7))))
+            };
+            let unpinner = {
+                let (slot, torn) = (Arc::clone(&slot), torn.clone());
+                thread::spawn(move || slot.unpin_held(torn.expecting(7)))
+            };
+            slot.unpin(1, torn.expecting(7)).expect("a held reference");
+            retirer.join().unwrap();
+            unpinner.join().unwrap();
+            assert_eq!(torn.count(), 1);
+            assert!(slot.is_free());
+            assert!(!slot.pin());
+        });
+    }
+
+    /// A pinner against the retire and the last chunk's unpin: whenever it gets a pin it
+    /// reads the installed value (never a torn-down one: loom checks the cell), and the one
+    /// teardown happens after its unpin, by whichever thread drops the last reference.
+    #[test]
+    fn loom_slot_pinner_never_reads_after_teardown() {
+        loom::model(|| {
+            let slot = Arc::new(SlotCell::<u32>::default());
+            slot.install(7, false, 1).expect("a free slot");
+            let torn = Teardowns::new();
+            let pinner = {
+                let (slot, torn) = (Arc::clone(&slot), torn.clone());
+                thread::spawn(move || pin_read_unpin(&slot, &[7], &torn))
+            };
+            let retirer = {
+                let (slot, torn) = (Arc::clone(&slot), torn.clone());
+                thread::spawn(move || assert!(slot.retire(torn.expecting(7))))
+            };
+            slot.unpin_held(torn.expecting(7));
+            pinner.join().unwrap();
+            retirer.join().unwrap();
+            assert_eq!(torn.count(), 1);
+            assert!(slot.is_free());
+        });
+    }
+
+    /// A view's register against another thread's fast path: the registering thread evicts
+    /// the stale value (once nobody pins it) and installs the new one with its own pin; the
+    /// fast path, when it pins, reads either value, whole. The stale value is torn down
+    /// exactly once, the new one never, and the slot ends live holding it.
+    #[test]
+    fn loom_slot_register_against_fast_path_pin() {
+        loom::model(|| {
+            let slot = Arc::new(SlotCell::<u32>::default());
+            slot.install(1, false, 0).expect("a free slot");
+            let torn = Teardowns::new();
+            let fast_path = {
+                let (slot, torn) = (Arc::clone(&slot), torn.clone());
+                thread::spawn(move || {
+                    pin_read_unpin(&slot, &[1, 2], &torn);
+                })
+            };
+            while !slot.evict_unreferenced(torn.expecting(1)) {
+                // Pinned by the fast path right now.
+                thread::yield_now();
+            }
+            slot.install(2, false, 1).expect("evicted, so free");
+            // SAFETY: install left our pin.
+            assert_eq!(unsafe { *slot.get() }, 2);
+            slot.unpin(1, torn.expecting(2)).expect("our pin");
+            fast_path.join().unwrap();
+            assert_eq!(torn.count(), 1);
+            assert!(slot.is_occupied() && slot.pin_live());
+            // SAFETY: pinned just above.
+            assert_eq!(unsafe { *slot.get() }, 2);
+            slot.unpin(1, torn.expecting(2)).expect("our pin");
+            assert_eq!(slot.pins(), 0);
+        });
+    }
+
+    /// A value installed by one thread is fully visible to any thread that pins the slot.
+    #[test]
+    fn loom_slot_install_publishes_the_value_to_pinners() {
+        loom::model(|| {
+            let slot = Arc::new(SlotCell::<u32>::default());
+            let torn = Teardowns::new();
+            let pinner = {
+                let (slot, torn) = (Arc::clone(&slot), torn.clone());
+                thread::spawn(move || pin_read_unpin(&slot, &[5], &torn))
+            };
+            slot.install(5, false, 0).expect("a free slot");
+            pinner.join().unwrap();
+            assert_eq!(torn.count(), 0);
+            assert_eq!(slot.pins(), 0);
+            assert!(slot.is_occupied());
+        });
+    }
+
+    /// Concurrent pins and unpins are counted exactly: afterwards no reference is left, an
+    /// over-release is refused without changing anything, and retire tears down at once.
+    #[test]
+    fn loom_slot_pins_are_counted_exactly() {
+        loom::model(|| {
+            let slot = Arc::new(SlotCell::<u32>::default());
+            slot.install(3, false, 1).expect("a free slot");
+            let torn = Teardowns::new();
+            let a = {
+                let (slot, torn) = (Arc::clone(&slot), torn.clone());
+                thread::spawn(move || {
+                    assert!(slot.pin());
+                    assert!(slot.pin_live());
+                    slot.unpin(2, torn.expecting(3)).expect("two pins of ours");
+                })
+            };
+            let b = {
+                let (slot, torn) = (Arc::clone(&slot), torn.clone());
+                thread::spawn(move || slot.unpin_held(torn.expecting(3)))
+            };
+            a.join().unwrap();
+            b.join().unwrap();
+            assert_eq!(slot.pins(), 0);
+            assert_eq!(slot.unpin(1, torn.expecting(3)), Err(NotPinned));
+            assert!(slot.is_occupied());
+            assert_eq!(torn.count(), 0);
+            assert!(slot.retire(torn.expecting(3)));
+            assert_eq!(torn.count(), 1);
+            assert!(slot.is_free());
+        });
+    }
+
+    /// The last reference of a retired slot dropped while an eviction tries the same slot:
+    /// whoever wins the exchange to BUSY tears down, exactly once.
+    #[test]
+    fn loom_slot_last_unpin_against_eviction() {
+        loom::model(|| {
+            let slot = Arc::new(SlotCell::<u32>::default());
+            slot.install(9, true, 1).expect("a free slot");
+            let torn = Teardowns::new();
+            let evictor = {
+                let (slot, torn) = (Arc::clone(&slot), torn.clone());
+                thread::spawn(move || slot.evict_unreferenced(torn.expecting(9)))
+            };
+            slot.unpin_held(torn.expecting(9));
+            let _evicted = evictor.join().unwrap();
+            assert_eq!(torn.count(), 1);
+            assert!(slot.is_free());
+        });
     }
 }

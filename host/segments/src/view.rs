@@ -14,6 +14,29 @@ use crate::{AccessMode, Config, OpenError, PointerOffset, SegmentId, SegmentRegi
 /// calls the memory corrupted (the owner may be replacing the segment right now).
 const REMAP_ATTEMPTS: usize = 3;
 
+/// How often `register_slow` yields, and then sleeps for [`CONTENDED_PAUSE`], while a stale
+/// mapping it must evict is still referenced by someone else, before it believes that the
+/// reference is a registration and not another thread's momentary fast-path pin (which lets
+/// go after a few loads, unless that thread was preempted). Bounds the error path to about
+/// `CONTENDED_SLEEPS * CONTENDED_PAUSE`.
+const CONTENDED_YIELDS: usize = 16;
+const CONTENDED_SLEEPS: usize = 64;
+const CONTENDED_PAUSE: Duration = Duration::from_micros(100);
+
+/// How a backend's `open` failure reads to a view; `unsized_object` is what an object without
+/// a size yet means (the owner is still creating it, or it was truncated).
+fn open_error(e: &std::io::Error, unsized_object: OpenError) -> OpenError {
+    match e.kind() {
+        ErrorKind::NotFound => OpenError::DoesNotExist,
+        ErrorKind::PermissionDenied => OpenError::InsufficientPermissions,
+        ErrorKind::UnexpectedEof => unsized_object,
+        // Something other than a memory object under the name (FIFO, symbolic link,
+        // directory), or an object too large to map: not what the owner made.
+        ErrorKind::InvalidData => OpenError::Corrupted,
+        _ => OpenError::InternalError,
+    }
+}
+
 /// Configures and opens a [`View`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `open` is called"]
@@ -29,6 +52,8 @@ pub struct ViewBuilder {
 const LOCK_GRACE: Duration = Duration::from_millis(5);
 
 impl ViewBuilder {
+    /// The configuration (prefix, backend) the memory was created with. Default:
+    /// [`Config::default`].
     pub fn config(mut self, config: &Config) -> Self {
         self.config = config.clone();
         self
@@ -73,12 +98,7 @@ impl ViewBuilder {
                 .config
                 .get_backend()
                 .open(&mgmt_name, access)
-                .map_err(|e| match e.kind() {
-                    ErrorKind::NotFound => OpenError::DoesNotExist,
-                    ErrorKind::PermissionDenied => OpenError::InsufficientPermissions,
-                    ErrorKind::UnexpectedEof => OpenError::InitializationNotYetFinalized,
-                    _ => OpenError::InternalError,
-                })
+                .map_err(|e| open_error(&e, OpenError::InitializationNotYetFinalized))
                 .and_then(|mgmt| {
                     // A sized object is locked by its creator, so a free lock means a dead
                     // owner, whatever the (possibly half-written or foreign) header says.
@@ -166,6 +186,7 @@ pub struct View {
 }
 
 impl View {
+    /// A builder for a view onto the memory called `name`.
     pub fn builder(name: &str) -> ViewBuilder {
         ViewBuilder {
             name: name.to_owned(),
@@ -175,14 +196,17 @@ impl View {
         }
     }
 
+    /// The memory's name, as given to [`View::builder`].
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The configuration the view was opened with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// Whether the view maps segments read-only or read-write.
     pub fn access_mode(&self) -> AccessMode {
         self.access
     }
@@ -223,10 +247,13 @@ impl View {
         if slot.pin() {
             // SAFETY: pinned above.
             let segment = unsafe { slot.get() };
-            let record = self.header().slot(id);
-            if segment.sequence == record.sequence() && record.is_live() {
+            // Seqlock-style: a clear and republication of the id between the loads must not
+            // make the old mapping pass for the new segment.
+            if self.header().slot(id).live_sequence() == Some(segment.sequence) {
                 return self.translate_pinned(id, segment, offset.offset());
             }
+            #[cfg(test)]
+            hooks::dwell_while_pinned();
             let _ = slot.unpin(1, drop);
         }
         self.register_slow(id, offset.offset())
@@ -251,26 +278,40 @@ impl View {
         let slot = &self.slots[id.index()];
         let record = self.header().slot(id);
         let mut attempts = 0;
+        let mut contended = 0;
         loop {
             if slot.pin() {
                 // SAFETY: pinned above.
                 let segment = unsafe { slot.get() };
-                if segment.sequence == record.sequence() && record.is_live() {
+                if record.live_sequence() == Some(segment.sequence) {
                     return self.translate_pinned(id, segment, offset);
                 }
-                // The owner released (and maybe replaced) the segment under this id.
+                // The owner released (and maybe replaced) the segment under this id: our
+                // mapping is stale and must go before the id can be mapped again.
                 let only_us = slot.pins() == 1;
                 let _ = slot.unpin(1, drop);
-                if !only_us {
-                    // Released but not (yet) replaced: the id is dead, the offset invalid.
-                    return Err(if record.is_live() {
-                        OpenError::SegmentReplaced
-                    } else {
-                        OpenError::InvalidOffset
-                    });
+                if only_us && slot.evict_unreferenced(drop) {
+                    continue;
                 }
-                slot.evict_unreferenced(drop);
-                continue;
+                // Someone else references the stale mapping: a registration of the old
+                // segment, or another thread's fast path that pinned it for a moment to
+                // compare sequences and is about to let go. Only a lasting reference is a
+                // registration; wait a bounded while for a momentary one to go.
+                contended += 1;
+                if contended <= CONTENDED_YIELDS {
+                    std::thread::yield_now();
+                    continue;
+                }
+                if contended <= CONTENDED_YIELDS + CONTENDED_SLEEPS {
+                    std::thread::sleep(CONTENDED_PAUSE);
+                    continue;
+                }
+                // Replaced (or released) while offsets of the old segment are registered.
+                return Err(if record.is_live() {
+                    OpenError::SegmentReplaced
+                } else {
+                    OpenError::InvalidOffset
+                });
             }
             if slot.is_busy() {
                 // Another thread is unmapping it after its last unregister.
@@ -293,12 +334,7 @@ impl View {
                     &name::segment_name(&self.name, id, &self.config),
                     self.access,
                 )
-                .map_err(|e| match e.kind() {
-                    ErrorKind::NotFound => OpenError::DoesNotExist,
-                    ErrorKind::PermissionDenied => OpenError::InsufficientPermissions,
-                    ErrorKind::UnexpectedEof => OpenError::Corrupted,
-                    _ => OpenError::InternalError,
-                })?;
+                .map_err(|e| open_error(&e, OpenError::Corrupted))?;
             mapping.close_handle();
             let verified = mapping.len() >= total && {
                 // SAFETY: trailer_at is 64-aligned and trailer_at + 64 <= total <= len.
@@ -346,11 +382,35 @@ impl View {
     }
 
     /// Unregisters an offset registered before; unmaps its segment if that was the last
-    /// registration and a newer segment is mapped. Unknown offsets are ignored.
+    /// registration and a newer segment is mapped.
+    ///
+    /// Registrations are counted per segment, not per offset (tracking each one would cost
+    /// the hot path): unregistering an offset that is not registered drops *another*
+    /// registration's reference to its segment, which may then be unmapped while that
+    /// registration still uses it. Prefer a guard that unregisters exactly once (the host's
+    /// checked table does so for guests).
     ///
     /// # Safety
-    /// The address returned for `offset` must not be used afterwards (unless it was
-    /// registered more than once).
+    /// - `offset` must have been registered through this view (a successful
+    ///   [`View::register_and_translate_offset`]) and not unregistered since; each successful
+    ///   registration is unregistered at most once.
+    /// - The address returned for `offset` must not be used afterwards (unless it is still
+    ///   registered by another, not yet unregistered, registration).
+    ///
+    /// ```
+    /// # use resmem::{AccessMode, Config, Memory, ProcessLocal, View};
+    /// # let config = Config::default().prefix("doc_unregister_").backend(ProcessLocal);
+    /// # let memory = Memory::builder("m").config(&config).create().unwrap();
+    /// # let chunk = memory.allocate(std::alloc::Layout::new::<u8>()).unwrap();
+    /// let view = View::builder("m").config(&config).open(AccessMode::Read)?;
+    /// // SAFETY: unregistered exactly once below, after the last use of `ptr`.
+    /// let ptr = unsafe { view.register_and_translate_offset(chunk.offset) }?;
+    /// // SAFETY: a registered chunk of at least one byte.
+    /// let _byte = unsafe { ptr.read_volatile() };
+    /// // SAFETY: registered above and not unregistered since; `ptr` is not used any more.
+    /// unsafe { view.unregister_offset(chunk.offset) };
+    /// # Ok::<(), resmem::OpenError>(())
+    /// ```
     pub unsafe fn unregister_offset(&self, offset: PointerOffset) {
         let _ = self.slots[offset.segment_id().index()].unpin(1, drop);
     }
@@ -406,5 +466,233 @@ impl View {
             .validate(self.mgmt.len())
             .ok()
             .map(|info| info.current_segment)
+    }
+}
+
+/// Test-only timing hooks of the view.
+#[cfg(test)]
+pub(crate) mod hooks {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+
+    thread_local! {
+        static DWELL: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+    }
+
+    /// Makes this thread's fast path keep a stale mapping pinned for `dwell` (busy) before it
+    /// lets go: widens the window in which another thread's slow path sees that pin.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn set_dwell_while_pinned(dwell: Duration) {
+        DWELL.with(|d| d.set(dwell));
+    }
+
+    pub(super) fn dwell_while_pinned() {
+        let dwell = DWELL.with(Cell::get);
+        if !dwell.is_zero() {
+            let until = Instant::now() + dwell;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::header::{SegmentTrailer, SlotRecord, hooks};
+    use crate::{AllocationStrategy, Memory, ProcessLocal};
+    use std::alloc::Layout;
+    use std::sync::Barrier;
+
+    fn config(tag: &str) -> Config {
+        Config::default()
+            .prefix(&format!("u{}_{tag}_", std::process::id()))
+            .backend(ProcessLocal)
+    }
+
+    fn memory(config: &Config) -> Memory {
+        Memory::builder("m")
+            .config(config)
+            .max_chunk_layout_hint(Layout::from_size_align(64, 8).unwrap())
+            .max_number_of_chunks_hint(4)
+            .allocation_strategy(AllocationStrategy::BestFit)
+            .create()
+            .expect("create")
+    }
+
+    /// Acts as an owner that released segment `id` and created a new one under the same id
+    /// and name with creation number `sequence` (same object, new trailer and record), so the
+    /// view's mapping of it is stale.
+    fn republish(memory: &Memory, view: &View, id: SegmentId, sequence: u64) {
+        let record = view.header().slot(id);
+        let info = record.read().expect("a live record");
+        let trailer = trailer_of(memory, id, info.layout.payload_size);
+        record.clear();
+        trailer.write(view.info.memory_id, id, sequence, info.layout.payload_size);
+        record.publish(sequence, &info.layout);
+    }
+
+    fn trailer_of(memory: &Memory, id: SegmentId, payload_size: usize) -> &SegmentTrailer {
+        let base = memory
+            .translate(PointerOffset::new(id, 0))
+            .expect("a live segment");
+        let (trailer_at, _) = segment_geometry(payload_size, page_size()).expect("geometry");
+        // SAFETY: the owner's mapping of a live segment holds the trailer at trailer_at
+        // (64-aligned, 64 bytes) and lives as long as `memory`.
+        unsafe { SegmentTrailer::from_ptr(base.add(trailer_at)) }
+    }
+
+    /// The creation number of the segment the view has mapped under `id`.
+    fn mapped_sequence(view: &View, id: SegmentId) -> Option<u64> {
+        let slot = &view.slots[id.index()];
+        if !slot.pin() {
+            return None;
+        }
+        // SAFETY: pinned above.
+        let sequence = unsafe { slot.get() }.sequence;
+        let _ = slot.unpin(1, drop);
+        Some(sequence)
+    }
+
+    /// The owner clears and republishes the id (same object, new creation number) exactly
+    /// between the fast path's first sequence load and its state load: the view must not take
+    /// its old mapping for the new segment, but map the new one.
+    #[test]
+    fn fast_path_rejects_an_id_republished_between_its_loads() {
+        let config = config("seqlock");
+        let memory = memory(&config);
+        let view = View::builder("m")
+            .config(&config)
+            .open(AccessMode::Read)
+            .expect("open");
+        let chunk = memory
+            .allocate(Layout::from_size_align(8, 8).unwrap())
+            .unwrap();
+        let id = chunk.offset.segment_id();
+        // SAFETY: unregistered right below, the address is not used.
+        unsafe { view.register_and_translate_offset(chunk.offset) }.expect("register");
+        // SAFETY: registered above.
+        unsafe { view.unregister_offset(chunk.offset) };
+        assert_eq!(mapped_sequence(&view, id), Some(0));
+
+        let record_addr = view.header().slot(id) as *const SlotRecord as usize;
+        let trailer_addr = trailer_of(
+            &memory,
+            id,
+            view.header().slot(id).read().unwrap().layout.payload_size,
+        ) as *const SegmentTrailer as usize;
+        let memory_id = view.info.memory_id;
+        hooks::set_between_sequence_and_state(move |record| {
+            assert_eq!(record as *const SlotRecord as usize, record_addr);
+            let info = record.read().expect("live");
+            record.clear();
+            // SAFETY: the trailer of the owner's live segment, which outlives this call.
+            let trailer = unsafe { SegmentTrailer::from_ptr(trailer_addr as *const u8) };
+            trailer.write(memory_id, id, 100, info.layout.payload_size);
+            record.publish(100, &info.layout);
+        });
+        // SAFETY: unregistered right below, the address is not used.
+        let registered = unsafe { view.register_and_translate_offset(chunk.offset) };
+        assert!(registered.is_ok(), "{registered:?}");
+        assert_eq!(
+            mapped_sequence(&view, id),
+            Some(100),
+            "the view kept its mapping of the old segment"
+        );
+        // SAFETY: registered above.
+        unsafe { view.unregister_offset(chunk.offset) };
+    }
+
+    /// The bounded wait still gives up when the stale mapping is held by a registration:
+    /// `SegmentReplaced` while the id is live again, `InvalidOffset` once it is released.
+    #[test]
+    fn a_registration_of_the_replaced_segment_still_fails_the_new_one() {
+        let config = config("held");
+        let memory = memory(&config);
+        let view = View::builder("m")
+            .config(&config)
+            .open(AccessMode::Read)
+            .expect("open");
+        let chunk = memory
+            .allocate(Layout::from_size_align(8, 8).unwrap())
+            .unwrap();
+        let id = chunk.offset.segment_id();
+        // SAFETY: unregistered at the end; the address is not used.
+        unsafe { view.register_and_translate_offset(chunk.offset) }.expect("register");
+        republish(&memory, &view, id, 50);
+        let started = Instant::now();
+        // SAFETY: fails (asserted), so nothing to unregister.
+        let replaced = unsafe { view.register_and_translate_offset(chunk.offset) };
+        assert_eq!(replaced, Err(OpenError::SegmentReplaced));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        view.header().slot(id).clear();
+        // SAFETY: fails (asserted), so nothing to unregister.
+        let released = unsafe { view.register_and_translate_offset(chunk.offset) };
+        assert_eq!(released, Err(OpenError::InvalidOffset));
+        assert_eq!(mapped_sequence(&view, id), Some(0));
+        // SAFETY: the registration made above.
+        unsafe { view.unregister_offset(chunk.offset) };
+    }
+
+    /// Rounds of: the owner replaces segment 0 (nothing registered), then several threads
+    /// register an offset of it at once. Whoever takes the slow path finds the stale mapping
+    /// pinned for a moment by the others' fast paths (kept pinned a little longer by the
+    /// dwell hook, so the race shows in every run); that must not fail the registration.
+    #[test]
+    fn concurrent_registrations_after_a_replacement_do_not_fail_spuriously() {
+        const THREADS: usize = 3;
+        const ROUNDS: u64 = 2_000;
+        let config = config("contended");
+        let memory = memory(&config);
+        let view = View::builder("m")
+            .config(&config)
+            .open(AccessMode::Read)
+            .expect("open");
+        let chunk = memory
+            .allocate(Layout::from_size_align(8, 8).unwrap())
+            .unwrap();
+        let id = chunk.offset.segment_id();
+        // SAFETY: the chunk is ours, 8 bytes, 8-aligned; views only read it.
+        unsafe { (chunk.data_ptr as *mut u64).write_volatile(0x5EED) };
+        let start = Barrier::new(THREADS + 1);
+        let end = Barrier::new(THREADS + 1);
+        let errors = std::sync::Mutex::new(Vec::new());
+        let reads = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                scope.spawn(|| {
+                    super::hooks::set_dwell_while_pinned(Duration::from_micros(20));
+                    for _ in 0..ROUNDS {
+                        start.wait();
+                        // SAFETY: unregistered below, after the read.
+                        match unsafe { view.register_and_translate_offset(chunk.offset) } {
+                            Ok(ptr) => {
+                                // SAFETY: a registered, 8-aligned chunk of 8 bytes.
+                                let value = unsafe { (ptr as *const u64).read_volatile() };
+                                assert_eq!(value, 0x5EED);
+                                reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                // SAFETY: registered above, not used afterwards.
+                                unsafe { view.unregister_offset(chunk.offset) };
+                            }
+                            Err(e) => errors.lock().unwrap().push(e),
+                        }
+                        end.wait();
+                    }
+                });
+            }
+            for round in 0..ROUNDS {
+                republish(&memory, &view, id, 1_000 + round);
+                start.wait();
+                end.wait();
+            }
+        });
+        let errors = errors.into_inner().unwrap();
+        assert_eq!(errors, Vec::<OpenError>::new());
+        assert_eq!(
+            reads.load(std::sync::atomic::Ordering::Relaxed),
+            THREADS as u64 * ROUNDS
+        );
+        assert_eq!(mapped_sequence(&view, id), Some(1_000 + ROUNDS - 1));
     }
 }

@@ -9,6 +9,8 @@ use common::{
 };
 use resmem::backend::Mapping;
 use resmem::header::{LAYOUT_VERSION, MAGIC, MAX_SEGMENTS, MGMT_SIZE, SEGMENT_MAGIC};
+use std::time::Duration;
+
 use resmem::{
     AccessMode, AllocationStrategy, AllocatorKind, Memory, OpenError, PointerOffset, ShmPointer,
     View,
@@ -33,6 +35,8 @@ backend_tests!(
     ],
     os: [
         truncated_data_segment_is_corrupted,
+        planted_fifo_is_refused_promptly,
+        planted_symlink_is_refused,
     ],
 );
 
@@ -776,4 +780,122 @@ fn bump_double_free_does_not_unmap_a_retired_segment_under_a_live_chunk() {
     assert_eq!(memory.try_deallocate(b.offset), Ok(()));
     assert_eq!(memory.number_of_active_segments(), 1);
     assert_eq!(memory.try_deallocate(c.offset), Ok(()));
+/// Runs `f` on its own thread and returns its result, failing the test (instead of hanging
+/// it) when `f` takes longer than `limit`, e.g. because an `open` blocks on a FIFO.
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not return within {limit:?} (blocked?)"))
+}
+
+const PROMPTLY: Duration = Duration::from_secs(10);
+
+fn mkfifo(path: &std::path::Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+}
+
+/// A FIFO planted under a memory's management name or a data segment's name: opening it the
+/// ordinary way would wait for a writer forever; every entry point refuses it at once.
+fn planted_fifo_is_refused_promptly(env: &Env) {
+    let mgmt_name = env.mgmt_name("fifo");
+    let path = env.object_path(&mgmt_name).expect("an OS path");
+    mkfifo(&path);
+    let config = env.config.clone();
+    let opened = within(PROMPTLY, "View::open of a FIFO", move || {
+        View::builder("fifo")
+            .config(&config)
+            .open(AccessMode::Read)
+            .map(|_| ())
+    });
+    assert_eq!(opened, Err(OpenError::Corrupted));
+    let config = env.config.clone();
+    let raw = within(PROMPTLY, "Backend::open of a FIFO", move || {
+        config
+            .get_backend()
+            .open(&mgmt_name, AccessMode::ReadWrite)
+            .map(|_| ())
+            .map_err(|e| e.kind())
+    });
+    assert_eq!(raw, Err(std::io::ErrorKind::InvalidData));
+    let config = env.config.clone();
+    let removal = within(PROMPTLY, "remove_stale of a FIFO", move || {
+        resmem::remove_stale("fifo", &config)
+    });
+    assert_eq!(removal, Err(resmem::ManageError::InternalError));
+    let config = env.config.clone();
+    let alive = within(PROMPTLY, "is_owner_alive of a FIFO", move || {
+        resmem::is_owner_alive("fifo", &config)
+    });
+    assert_eq!(alive, Err(resmem::ManageError::InternalError));
+    std::fs::remove_file(&path).expect("remove the FIFO");
+
+    // A data segment's name: the owner's mapping stays, the name now holds a FIFO.
+    let memory = env.memory("seg", 8, 1, AllocationStrategy::BestFit);
+    let chunk = memory.allocate(layout(8, 8)).expect("allocate");
+    let segment = env
+        .object_path(&env.segment_name("seg", 0))
+        .expect("an OS path");
+    std::fs::remove_file(&segment).expect("unlink segment 0");
+    mkfifo(&segment);
+    let config = env.config.clone();
+    let offset = chunk.offset;
+    let registered = within(
+        PROMPTLY,
+        "registering an offset of a FIFO segment",
+        move || {
+            let view = View::builder("seg")
+                .config(&config)
+                .open(AccessMode::Read)
+                .expect("open the view");
+            // SAFETY: fails (asserted below), nothing to unregister.
+            unsafe { view.register_and_translate_offset(offset) }.map(|_| ())
+        },
+    );
+    assert_eq!(registered, Err(OpenError::Corrupted));
+    std::fs::remove_file(&segment).expect("remove the FIFO");
+}
+
+/// A symbolic link under a memory's name is not that memory, even when it points to a real
+/// one's management object.
+fn planted_symlink_is_refused(env: &Env) {
+    let _real = env.memory("real", 8, 1, AllocationStrategy::BestFit);
+    let target = env.object_path(&env.mgmt_name("real")).expect("an OS path");
+    let link = env
+        .object_path(&env.mgmt_name("alias"))
+        .expect("an OS path");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let config = env.config.clone();
+    let opened = within(PROMPTLY, "View::open of a symlink", move || {
+        View::builder("alias")
+            .config(&config)
+            .open(AccessMode::Read)
+            .map(|_| ())
+    });
+    assert_eq!(opened, Err(OpenError::Corrupted));
+    assert_eq!(
+        env.backend()
+            .open(&env.mgmt_name("alias"), AccessMode::Read)
+            .map(|_| ())
+            .map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::InvalidData)
+    );
+    // The name is taken all the same: creating a memory there fails instead of following
+    // the link.
+    assert!(
+        env.backend()
+            .exists(&env.mgmt_name("alias"))
+            .expect("exists")
+    );
+    assert_eq!(
+        env.builder("alias").create().map(|_| ()),
+        Err(resmem::CreateError::AlreadyExists)
+    );
+    std::fs::remove_file(&link).expect("remove the symlink");
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::mapping::{is_locked_by_other, lost_to_remover};
+use super::mapping::{is_locked_by_other, lost_to_remover, not_a_memory_object, require_regular};
 use super::posix::list_dir;
 use super::{Backend, CreateOptions, Mapping, ObjectLock};
 use crate::AccessMode;
@@ -28,6 +28,26 @@ impl FileBacked {
     }
 }
 
+/// Opens the existing object at `path` without following a symbolic link in its last
+/// component and without blocking (an ordinary open of a FIFO planted under a memory's name
+/// waits for a writer forever), and refuses anything but a regular file with
+/// `ErrorKind::InvalidData`.
+fn open_existing(path: &Path, write: bool) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                not_a_memory_object("a symbolic link")
+            } else {
+                e
+            }
+        })?;
+    require_regular(file)
+}
+
 impl Backend for FileBacked {
     fn kind(&self) -> &'static str {
         "file"
@@ -39,10 +59,13 @@ impl Backend for FileBacked {
 
     fn create(&self, name: &str, size: usize, options: &CreateOptions) -> io::Result<Mapping> {
         let path = self.dir.join(name);
+        // `create_new` is O_CREAT | O_EXCL, which never follows a symbolic link (not even a
+        // dangling one) and never opens an existing FIFO; O_NOFOLLOW says so once more.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .mode(options.permissions)
             .open(&path)?;
         let sized = Mapping::create_file(file, size, options);
@@ -55,15 +78,13 @@ impl Backend for FileBacked {
     }
 
     fn open(&self, name: &str, access: AccessMode) -> io::Result<Mapping> {
-        let file: File = OpenOptions::new()
-            .read(true)
-            .write(access == AccessMode::ReadWrite)
-            .open(self.dir.join(name))?;
+        let file = open_existing(&self.dir.join(name), access == AccessMode::ReadWrite)?;
         Mapping::open_file(file, access)
     }
 
     fn is_same_object(&self, name: &str, mapping: &Mapping) -> io::Result<bool> {
-        Ok(mapping.has_identity(&std::fs::metadata(self.dir.join(name))?))
+        // The name itself, not what a symbolic link under it points to.
+        Ok(mapping.has_identity(&std::fs::symlink_metadata(self.dir.join(name))?))
     }
 
     fn remove(&self, name: &str) -> io::Result<bool> {
@@ -75,7 +96,12 @@ impl Backend for FileBacked {
     }
 
     fn exists(&self, name: &str) -> io::Result<bool> {
-        self.dir.join(name).try_exists()
+        // Whatever occupies the name (also a dangling symbolic link) makes `create` fail.
+        match std::fs::symlink_metadata(self.dir.join(name)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
@@ -83,10 +109,10 @@ impl Backend for FileBacked {
     }
 
     fn is_locked(&self, name: &str) -> io::Result<bool> {
-        is_locked_by_other(&File::open(self.dir.join(name))?)
+        is_locked_by_other(&open_existing(&self.dir.join(name), false)?)
     }
 
     fn try_lock(&self, name: &str) -> io::Result<Option<ObjectLock>> {
-        ObjectLock::file(File::open(self.dir.join(name))?)
+        ObjectLock::file(open_existing(&self.dir.join(name), false)?)
     }
 }

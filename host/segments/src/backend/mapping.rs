@@ -13,6 +13,30 @@ use super::CreateOptions;
 use super::process_local::HeapRegion;
 use crate::AccessMode;
 
+/// The error for a name that is occupied by something other than a memory object (a FIFO,
+/// a directory, a symbolic link, a device): `ErrorKind::InvalidData`, which views report as
+/// [`OpenError::Corrupted`](crate::OpenError::Corrupted).
+pub(crate) fn not_a_memory_object(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{what} occupies the name, not a memory object"),
+    )
+}
+
+/// `file` if it is a regular file (fstat), else [`not_a_memory_object`].
+pub(crate) fn require_regular(file: File) -> io::Result<File> {
+    let file_type = file.metadata()?.file_type();
+    if file_type.is_file() {
+        Ok(file)
+    } else {
+        Err(not_a_memory_object(if file_type.is_dir() {
+            "a directory"
+        } else {
+            "a FIFO, socket or device"
+        }))
+    }
+}
+
 enum Keep {
     Mmap {
         _map: MmapRaw,

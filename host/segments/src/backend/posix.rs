@@ -8,7 +8,7 @@ use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
 use nix::sys::stat::Mode;
 
-use super::mapping::{is_locked_by_other, lost_to_remover};
+use super::mapping::{is_locked_by_other, lost_to_remover, not_a_memory_object, require_regular};
 use super::{Backend, CreateOptions, Mapping, ObjectLock};
 use crate::AccessMode;
 
@@ -21,6 +21,22 @@ const SHM_DIR: &str = "/dev/shm";
 
 fn os_name(name: &str) -> String {
     format!("/{name}")
+}
+
+/// `shm_open` of an existing object. glibc adds `O_NOFOLLOW`; `O_NONBLOCK` keeps a FIFO
+/// planted in the shm directory from blocking the open forever, and the result must be a
+/// regular file (what `shm_open` creates).
+fn open_existing(name: &str, flags: OFlag) -> io::Result<File> {
+    let fd = shm_open(
+        os_name(name).as_str(),
+        flags | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::ELOOP => not_a_memory_object("a symbolic link"),
+        e => e.into(),
+    })?;
+    require_regular(File::from(fd))
 }
 
 impl Backend for PosixShm {
@@ -56,14 +72,12 @@ impl Backend for PosixShm {
             AccessMode::Read => OFlag::O_RDONLY,
             AccessMode::ReadWrite => OFlag::O_RDWR,
         };
-        let fd = shm_open(os_name(name).as_str(), flags, Mode::empty())?;
-        let file = File::from(fd);
-        Mapping::open_file(file, access)
+        Mapping::open_file(open_existing(name, flags)?, access)
     }
 
     fn is_same_object(&self, name: &str, mapping: &Mapping) -> io::Result<bool> {
-        let fd = shm_open(os_name(name).as_str(), OFlag::O_RDONLY, Mode::empty())?;
-        Ok(mapping.has_identity(&File::from(fd).metadata()?))
+        let file = open_existing(name, OFlag::O_RDONLY)?;
+        Ok(mapping.has_identity(&file.metadata()?))
     }
 
     fn remove(&self, name: &str) -> io::Result<bool> {
@@ -75,8 +89,13 @@ impl Backend for PosixShm {
     }
 
     fn exists(&self, name: &str) -> io::Result<bool> {
-        match shm_open(os_name(name).as_str(), OFlag::O_RDONLY, Mode::empty()) {
-            Ok(_) | Err(Errno::EACCES) => Ok(true),
+        match shm_open(
+            os_name(name).as_str(),
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        ) {
+            // Whatever occupies the name (also a symbolic link or a FIFO) makes `create` fail.
+            Ok(_) | Err(Errno::EACCES | Errno::ELOOP) => Ok(true),
             Err(Errno::ENOENT) => Ok(false),
             Err(e) => Err(e.into()),
         }
@@ -87,13 +106,11 @@ impl Backend for PosixShm {
     }
 
     fn is_locked(&self, name: &str) -> io::Result<bool> {
-        let fd = shm_open(os_name(name).as_str(), OFlag::O_RDONLY, Mode::empty())?;
-        is_locked_by_other(&File::from(fd))
+        is_locked_by_other(&open_existing(name, OFlag::O_RDONLY)?)
     }
 
     fn try_lock(&self, name: &str) -> io::Result<Option<ObjectLock>> {
-        let fd = shm_open(os_name(name).as_str(), OFlag::O_RDONLY, Mode::empty())?;
-        ObjectLock::file(File::from(fd))
+        ObjectLock::file(open_existing(name, OFlag::O_RDONLY)?)
     }
 }
 

@@ -39,6 +39,7 @@ pub struct MemoryBuilder {
 const RECLAIM_ATTEMPTS: usize = 4;
 
 impl MemoryBuilder {
+    /// Where the objects live and how they are named (prefix, suffix, backend, permissions).
     pub fn config(mut self, config: &Config) -> Self {
         self.config = config.clone();
         self
@@ -56,6 +57,7 @@ impl MemoryBuilder {
         self
     }
 
+    /// How a new segment is sized when a chunk does not fit. Default: power of two.
     pub fn allocation_strategy(mut self, strategy: AllocationStrategy) -> Self {
         self.strategy = strategy;
         self
@@ -235,6 +237,7 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// A builder for a memory called `name` (validated by `create`).
     pub fn builder(name: &str) -> MemoryBuilder {
         MemoryBuilder {
             name: name.to_owned(),
@@ -253,18 +256,22 @@ impl Memory {
         MAX_SEGMENTS
     }
 
+    /// The memory's name, without prefix or suffix.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The configuration it was created with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// How new segments are sized.
     pub fn allocation_strategy(&self) -> AllocationStrategy {
         self.strategy
     }
 
+    /// How each segment's payload is carved into chunks.
     pub fn allocator_kind(&self) -> AllocatorKind {
         self.allocator
     }

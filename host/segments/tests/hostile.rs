@@ -780,6 +780,8 @@ fn bump_double_free_does_not_unmap_a_retired_segment_under_a_live_chunk() {
     assert_eq!(memory.try_deallocate(b.offset), Ok(()));
     assert_eq!(memory.number_of_active_segments(), 1);
     assert_eq!(memory.try_deallocate(c.offset), Ok(()));
+}
+
 /// Runs `f` on its own thread and returns its result, failing the test (instead of hanging
 /// it) when `f` takes longer than `limit`, e.g. because an `open` blocks on a FIFO.
 fn within<T: Send + 'static>(

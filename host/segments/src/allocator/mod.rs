@@ -41,14 +41,18 @@ pub struct SegmentLayout {
 /// Why an allocator could not serve a request; each reason triggers a new segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exhausted {
+    /// Every chunk (bucket, or the bump cursor's room) is taken.
     NoChunkLeft,
+    /// The layout's size does not fit this segment's chunks.
     TooLarge,
+    /// The layout's alignment exceeds what this segment's chunks give.
     TooAligned,
 }
 
 /// One segment's allocator. Offsets are relative to the payload start, which is page aligned
 /// in every process.
 pub trait ChunkAllocator: Send + Sync + Debug {
+    /// The geometry the segment was created with.
     fn layout(&self) -> SegmentLayout;
 
     /// Hands out a chunk for `layout`, or says why it cannot.

@@ -23,6 +23,7 @@ impl FileBacked {
         Self { dir: dir.into() }
     }
 
+    /// The directory holding the objects.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -61,13 +61,18 @@ pub fn ensure_target(
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stderr);
         // rustup's first line says why; a backtrace may follow.
-        let why = said.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+        let why = said
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output");
         return Err(format!("{advice} (`{shown}` failed: {})", why.trim()));
     }
     if has_target(rustc, target) {
         Ok(TargetStatus::Installed)
     } else {
-        Err(format!("{advice} (`{shown}` ran, but the target is still missing)"))
+        Err(format!(
+            "{advice} (`{shown}` ran, but the target is still missing)"
+        ))
     }
 }
 

@@ -62,7 +62,10 @@ mod tests {
         use crate::toolchain::{TargetStatus, ensure_target, has_target};
 
         fn host_triple() -> String {
-            let out = std::process::Command::new("rustc").arg("-vV").output().unwrap();
+            let out = std::process::Command::new("rustc")
+                .arg("-vV")
+                .output()
+                .unwrap();
             let text = String::from_utf8(out.stdout).unwrap();
             let host = text.lines().find_map(|l| l.strip_prefix("host: "));
             host.expect("rustc -vV names the host").to_owned()
@@ -122,8 +125,14 @@ mod tests {
                 |_| {},
             )
             .unwrap_err();
-            assert!(error.contains("rustup target add wasm32-nosuch-resmem`"), "{error}");
-            assert!(error.contains("could not run /nonexistent/rustup"), "{error}");
+            assert!(
+                error.contains("rustup target add wasm32-nosuch-resmem`"),
+                "{error}"
+            );
+            assert!(
+                error.contains("could not run /nonexistent/rustup"),
+                "{error}"
+            );
         }
     }
 }

@@ -244,3 +244,49 @@ impl WasiView for GuestState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::{ADDRESS_SPACE, WindowCreator};
+    use wasmtime::{MemoryCreator, MemoryType};
+
+    /// Dropping a guest's memory takes its segments out of the window (explicitly, in
+    /// `GuestMemory::drop`) while the memory still maps them.
+    #[test]
+    fn dropping_a_guest_memory_frees_its_window_slots() {
+        let window = Window::new(4 << 20);
+        let linear = window
+            .bind(|| {
+                WindowCreator.new_memory(
+                    MemoryType::new(1, None),
+                    64 << 10,
+                    None,
+                    Some(ADDRESS_SPACE as usize),
+                    32 << 20,
+                )
+            })
+            .expect("a linear memory");
+        let config = resmem::Config::default().prefix(&format!("gmdrop{}_", std::process::id()));
+        let memory = Memory::builder("drop")
+            .config(&config)
+            .create()
+            .expect("a memory");
+        let layout = Layout::new::<u64>();
+        let chunk = memory.allocate(layout).expect("a chunk");
+        let id = chunk.offset.segment_id();
+        let region = memory.segment_region(id).expect("live");
+        let mut guest = GuestMemory {
+            segments: GuestSegments::new(Arc::clone(&window)),
+            memory,
+            chunks: HashMap::from([(chunk.offset.as_u64(), layout)]),
+        };
+        let start = guest.segments.map(id.value(), &region).expect("mapped");
+        assert_eq!(u64::from(start), window.heap_cap());
+        assert!(window.free_bytes() < 4 << 20);
+        drop(guest);
+        assert_eq!(window.free_bytes(), 4 << 20);
+        assert!(!resmem::exists("drop", &config).expect("exists"));
+        drop(linear);
+    }
+}

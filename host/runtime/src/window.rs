@@ -199,7 +199,8 @@ impl Window {
             // SAFETY: `region` is a live shared mapping of this process (the caller holds it
             // alive); the target lies inside the window of a reservation this module made,
             // below 4 GiB, which only guest code and this module touch.
-            if let Err(e) = unsafe { duplicate(region.address(), region.len(), base + start as usize) }
+            if let Err(e) =
+                unsafe { duplicate(region.address(), region.len(), base + start as usize) }
             {
                 for &undo in &inner.bases[..done] {
                     // SAFETY: as above; this undoes the mapping just made.
@@ -477,7 +478,8 @@ mod tests {
         let last = region.len() - 1;
         // SAFETY: the chunk is 8000 bytes at the start of the segment's mapping, which is
         // `region.len()` bytes long and stays mapped while the chunk is held.
-        let shared = unsafe { std::slice::from_raw_parts_mut(region.address() as *mut u8, region.len()) };
+        let shared =
+            unsafe { std::slice::from_raw_parts_mut(region.address() as *mut u8, region.len()) };
         shared[..4].copy_from_slice(b"shm!");
         let trailer_byte = shared[last];
         let slot = window.map(&region).expect("mapped");
@@ -508,9 +510,16 @@ mod tests {
     fn map_without_a_memory_is_an_error() {
         let w = Window::new(DEFAULT_WINDOW);
         let config = resmem::Config::default().prefix(&format!("winnomem{}_", std::process::id()));
-        let owner = resmem::Memory::builder("window").config(&config).create().expect("a memory");
-        let chunk = owner.allocate(std::alloc::Layout::new::<u64>()).expect("a chunk");
-        let region = owner.segment_region(chunk.offset.segment_id()).expect("live");
+        let owner = resmem::Memory::builder("window")
+            .config(&config)
+            .create()
+            .expect("a memory");
+        let chunk = owner
+            .allocate(std::alloc::Layout::new::<u64>())
+            .expect("a chunk");
+        let region = owner
+            .segment_region(chunk.offset.segment_id())
+            .expect("live");
         assert_eq!(w.map(&region), Err(WindowError::NoLinearMemory));
     }
 }

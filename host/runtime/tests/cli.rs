@@ -723,14 +723,29 @@ fn peer_seeds_per_offset_wrap_around() {
         .expect("create a native memory");
     let last = alloc_filled(&memory, 4096, u64::MAX);
     let first = alloc_filled(&memory, 4096, 0);
-    let (a, b) = (last.offset.as_u64().to_string(), first.offset.as_u64().to_string());
+    let (a, b) = (
+        last.offset.as_u64().to_string(),
+        first.offset.as_u64().to_string(),
+    );
     let max = u64::MAX.to_string();
-    let args = ["peer", "wrap", "-n", &ns.prefix, "--pattern", &max, "--seed-per-offset"];
+    let args = [
+        "peer",
+        "wrap",
+        "-n",
+        &ns.prefix,
+        "--pattern",
+        &max,
+        "--seed-per-offset",
+    ];
     let out = resmem(&[&args[..], &["--len", "4096", &a, &b]].concat());
     assert_eq!(out.code(), Some(0), "{out:?}");
-    assert!(out.stdout.contains("verified 4096 bytes (seed 0)"), "{out:?}");
     assert!(
-        out.stdout.contains("2 offsets, 8192 bytes verified, 0 mismatches"),
+        out.stdout.contains("verified 4096 bytes (seed 0)"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("2 offsets, 8192 bytes verified, 0 mismatches"),
         "{out:?}"
     );
     drop(memory);

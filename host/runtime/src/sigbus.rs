@@ -153,7 +153,7 @@ pub(crate) fn guarded<T>(
 ///
 /// Crate-internal on purpose. What it does, exactly: while `work` runs, a SIGBUS on this
 /// thread whose code is `BUS_ADRERR` (an access past the end of a file-backed mapping's
-/// object, what truncation causes) at any address gets an anonymous zero page mapped over the
+/// object, what truncation causes) at any address, other than an instruction fetch, gets an anonymous zero page mapped over the
 /// faulting page, and the access resumes. Any other SIGBUS goes to the previous handler. It is
 /// only sound because of what its callers run: the host's calls into the native core and the
 /// drops of the host's own stores, which touch no file-backed memory but the resmem objects
@@ -233,8 +233,12 @@ extern "C" fn on_sigbus(
     // SAFETY: as above; si_code is set for every signal.
     let code = unsafe { (*info).si_code };
     let (start, end) = GUARD.with(Cell::get);
-    // Only BUS_ADRERR is a truncated object; a machine-check or alignment fault is not ours.
+    // Only BUS_ADRERR is a truncated object; a machine-check or alignment fault is not ours,
+    // and neither is a fault fetching instructions (a truncated library's code pages).
+    // SAFETY: the kernel passes the interrupted context to SA_SIGINFO handlers.
+    let fetch = unsafe { instruction_fetch(context) };
     if code == libc::BUS_ADRERR
+        && !fetch
         && start <= addr
         && addr < end
         && replace_page(addr, libc::PROT_READ | libc::PROT_WRITE)
@@ -243,12 +247,36 @@ extern "C" fn on_sigbus(
         COPY_FAULTS.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    if in_window(addr) && replace_page(addr, libc::PROT_NONE) {
+    if code == libc::BUS_ADRERR && in_window(addr) && replace_page(addr, libc::PROT_NONE) {
         WINDOW_FAULTS.fetch_add(1, Ordering::Relaxed);
         return;
     }
     // SAFETY: PREVIOUS was filled by sigaction before this handler was installed.
     unsafe { chain(signum, info, context) }
+}
+
+/// Whether the fault happened fetching an instruction (x86-64 page-fault error code, bit 4);
+/// elsewhere `false`, as data and code faults cannot be told apart.
+///
+/// # Safety
+/// `context` must be the `ucontext_t` the kernel passed to the signal handler.
+#[cfg(target_arch = "x86_64")]
+unsafe fn instruction_fetch(context: *mut libc::c_void) -> bool {
+    const FETCH: i64 = 1 << 4;
+    // SAFETY: forwarded contract; gregs[REG_ERR] holds the fault's error code.
+    let error = unsafe {
+        (*(context as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_ERR as usize]
+    };
+    error & FETCH != 0
+}
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// None needed; kept `unsafe` for one signature across targets.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn instruction_fetch(_context: *mut libc::c_void) -> bool {
+    false
 }
 
 /// Hands a fault that is not ours to the handler installed before us.

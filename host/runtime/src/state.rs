@@ -251,8 +251,9 @@ mod tests {
     use crate::window::{ADDRESS_SPACE, WindowCreator};
     use wasmtime::{MemoryCreator, MemoryType};
 
-    /// Dropping a guest's memory takes its segments out of the window (explicitly, in
-    /// `GuestMemory::drop`) while the memory still maps them.
+    /// Dropping a guest's memory takes its segments out of the window and removes the memory.
+    /// (The order, window first, is `GuestMemory::drop`'s; field order alone gave it before,
+    /// so this guards the outcome, not the order.)
     #[test]
     fn dropping_a_guest_memory_frees_its_window_slots() {
         let window = Window::new(4 << 20);

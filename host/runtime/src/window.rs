@@ -196,12 +196,12 @@ impl Window {
             len: needed,
         };
         for (done, &base) in inner.bases.iter().enumerate() {
+            let target = base + start as usize;
             // SAFETY: `region` is a live shared mapping of this process (the caller holds it
             // alive); the target lies inside the window of a reservation this module made,
             // below 4 GiB, which only guest code and this module touch.
-            if let Err(e) =
-                unsafe { duplicate(region.address(), region.len(), base + start as usize) }
-            {
+            let duplicated = unsafe { duplicate(region.address(), region.len(), target) };
+            if let Err(e) = duplicated {
                 for &undo in &inner.bases[..done] {
                     // SAFETY: as above; this undoes the mapping just made.
                     unsafe { seal(undo + start as usize, slot.len as usize) };
@@ -476,8 +476,9 @@ mod tests {
             .expect("a live segment");
         assert!(region.len() as u64 <= SLOT_ALIGN, "{region:?}");
         let last = region.len() - 1;
-        // SAFETY: the chunk is 8000 bytes at the start of the segment's mapping, which is
-        // `region.len()` bytes long and stays mapped while the chunk is held.
+        // SAFETY: the segment's mapping is `region.len()` bytes, read-write, and stays mapped
+        // while the chunk is held; nobody else touches it (the memory is this test's), and the
+        // test only writes inside its chunk (the first 4 bytes) and reads the rest.
         let shared =
             unsafe { std::slice::from_raw_parts_mut(region.address() as *mut u8, region.len()) };
         shared[..4].copy_from_slice(b"shm!");

@@ -520,7 +520,9 @@ impl Memory {
     /// boundary for the pool, a live chunk's start for the bump allocator); a double free
     /// gives [`DeallocError::NotAllocated`], an offset that is no chunk start
     /// [`DeallocError::InvalidOffset`] (or `NotAllocated` where it may be a returned chunk's
-    /// start). The segment's reference is dropped only for a real free.
+    /// start). The segment's reference is dropped only for a real free. (An offset that was
+    /// freed and handed out again names the new chunk: the check is about what is allocated
+    /// now, not about who holds it.)
     pub fn try_deallocate(&self, offset: PointerOffset) -> Result<(), DeallocError> {
         let slot = &self.slots[offset.segment_id().index()];
         if !slot.pin() {

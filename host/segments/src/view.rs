@@ -303,7 +303,10 @@ impl View {
                     continue;
                 }
                 if contended <= CONTENDED_YIELDS + CONTENDED_SLEEPS {
+                    // Not under the mapping lock: other ids of this view map meanwhile.
+                    drop(newest);
                     std::thread::sleep(CONTENDED_PAUSE);
+                    newest = self.newest.lock().unwrap_or_else(PoisonError::into_inner);
                     continue;
                 }
                 // Replaced (or released) while offsets of the old segment are registered.
@@ -319,6 +322,7 @@ impl View {
                 continue;
             }
             if slot.is_occupied() {
+                std::thread::yield_now();
                 continue;
             }
             let info = record.read().ok_or(OpenError::InvalidOffset)?;

@@ -3,10 +3,11 @@
 //!
 //! The allocator remembers every chunk since the last reset (start and end, in owner-private
 //! memory under its mutex; returned ones are marked and compacted away once they outnumber the
-//! live ones), so that a double free, a free of an offset that is not a live chunk's start, or a
-//! free of a chunk from before the last reset is refused instead of miscounting the live
-//! chunks: a miscount would reset the cursor under a live chunk, and the owner would drop the
-//! segment's reference once per bogus free.
+//! live ones), so that a double free or a free of an offset that is not a live chunk's start is
+//! refused instead of miscounting the live chunks: a miscount would reset the cursor under a
+//! live chunk, and the owner would drop the segment's reference once per bogus free. (A stale
+//! offset from before the last reset that equals a live chunk's start frees that chunk, as
+//! with any allocator keyed by offsets; the counts stay exact.)
 
 use std::alloc::Layout;
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -248,8 +248,6 @@ impl WasiView for GuestState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::window::{ADDRESS_SPACE, WindowCreator};
-    use wasmtime::{MemoryCreator, MemoryType};
 
     /// Dropping a guest's memory takes its segments out of the window and removes the memory.
     /// (The order, window first, is `GuestMemory::drop`'s; field order alone gave it before,
@@ -257,17 +255,7 @@ mod tests {
     #[test]
     fn dropping_a_guest_memory_frees_its_window_slots() {
         let window = Window::new(4 << 20);
-        let linear = window
-            .bind(|| {
-                WindowCreator.new_memory(
-                    MemoryType::new(1, None),
-                    64 << 10,
-                    None,
-                    Some(ADDRESS_SPACE as usize),
-                    32 << 20,
-                )
-            })
-            .expect("a linear memory");
+        let linear = crate::window::linear_memory(&window);
         let config = resmem::Config::default().prefix(&format!("gmdrop{}_", std::process::id()));
         let memory = Memory::builder("drop")
             .config(&config)

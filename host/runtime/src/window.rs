@@ -424,6 +424,22 @@ impl Drop for WindowedMemory {
     }
 }
 
+/// A linear memory made by the creator and attached to `window`, as an instantiation makes it.
+#[cfg(test)]
+pub(crate) fn linear_memory(window: &Arc<Window>) -> Box<dyn LinearMemory> {
+    window
+        .bind(|| {
+            WindowCreator.new_memory(
+                MemoryType::new(1, None),
+                64 << 10,
+                None,
+                Some(ADDRESS_SPACE as usize),
+                32 << 20,
+            )
+        })
+        .expect("a linear memory")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,17 +459,7 @@ mod tests {
     #[test]
     fn segments_appear_in_the_window_and_the_heap_stops_at_the_cap() {
         let window = Window::new(4 << 20);
-        let mut memory = window
-            .bind(|| {
-                WindowCreator.new_memory(
-                    MemoryType::new(1, None),
-                    64 << 10,
-                    None,
-                    Some(ADDRESS_SPACE as usize),
-                    32 << 20,
-                )
-            })
-            .expect("a memory");
+        let mut memory = linear_memory(&window);
         assert_eq!(window.memories(), 1);
         let cap = window.heap_cap() as usize;
         assert_eq!(memory.byte_capacity(), cap);

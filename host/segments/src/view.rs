@@ -525,6 +525,20 @@ mod tests {
             .expect("create")
     }
 
+    /// A memory, a read-only view of it and one 8-byte chunk.
+    fn fixture(tag: &str) -> (Memory, View, crate::ShmPointer) {
+        let config = config(tag);
+        let memory = memory(&config);
+        let view = View::builder("m")
+            .config(&config)
+            .open(AccessMode::Read)
+            .expect("open");
+        let chunk = memory
+            .allocate(Layout::from_size_align(8, 8).unwrap())
+            .unwrap();
+        (memory, view, chunk)
+    }
+
     /// Acts as an owner that released segment `id` and created a new one under the same id
     /// and name with creation number `sequence` (same object, new trailer and record), so the
     /// view's mapping of it is stale.
@@ -564,15 +578,7 @@ mod tests {
     /// its old mapping for the new segment, but map the new one.
     #[test]
     fn fast_path_rejects_an_id_republished_between_its_loads() {
-        let config = config("seqlock");
-        let memory = memory(&config);
-        let view = View::builder("m")
-            .config(&config)
-            .open(AccessMode::Read)
-            .expect("open");
-        let chunk = memory
-            .allocate(Layout::from_size_align(8, 8).unwrap())
-            .unwrap();
+        let (memory, view, chunk) = fixture("seqlock");
         let id = chunk.offset.segment_id();
         // SAFETY: unregistered right below, the address is not used.
         unsafe { view.register_and_translate_offset(chunk.offset) }.expect("register");
@@ -612,15 +618,7 @@ mod tests {
     /// `SegmentReplaced` while the id is live again, `InvalidOffset` once it is released.
     #[test]
     fn a_registration_of_the_replaced_segment_still_fails_the_new_one() {
-        let config = config("held");
-        let memory = memory(&config);
-        let view = View::builder("m")
-            .config(&config)
-            .open(AccessMode::Read)
-            .expect("open");
-        let chunk = memory
-            .allocate(Layout::from_size_align(8, 8).unwrap())
-            .unwrap();
+        let (memory, view, chunk) = fixture("held");
         let id = chunk.offset.segment_id();
         // SAFETY: unregistered at the end; the address is not used.
         unsafe { view.register_and_translate_offset(chunk.offset) }.expect("register");
@@ -647,15 +645,7 @@ mod tests {
     fn concurrent_registrations_after_a_replacement_do_not_fail_spuriously() {
         const THREADS: usize = 3;
         const ROUNDS: u64 = 2_000;
-        let config = config("contended");
-        let memory = memory(&config);
-        let view = View::builder("m")
-            .config(&config)
-            .open(AccessMode::Read)
-            .expect("open");
-        let chunk = memory
-            .allocate(Layout::from_size_align(8, 8).unwrap())
-            .unwrap();
+        let (memory, view, chunk) = fixture("contended");
         let id = chunk.offset.segment_id();
         // SAFETY: the chunk is ours, 8 bytes, 8-aligned; views only read it.
         unsafe { (chunk.data_ptr as *mut u64).write_volatile(0x5EED) };

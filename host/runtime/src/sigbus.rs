@@ -205,10 +205,10 @@ fn in_window(addr: usize) -> bool {
 fn replace_page(addr: usize, prot: libc::c_int) -> bool {
     let page_size = PAGE_SIZE.load(Ordering::Relaxed);
     let page = addr & !(page_size - 1);
-    // SAFETY: the callers only pass an address that faulted inside a guest reservation this
-    // module registered, or inside a guarded range (a host copy's own segment range, or, for
-    // `shielded`, the resmem objects a host call touches: see there); MAP_FIXED replaces
-    // exactly that page and nothing else.
+    // The callers only pass an address that faulted inside a guest reservation this module
+    // registered, or inside a guarded range (a host copy's own segment range, or, for
+    // `shielded`, the resmem objects a host call touches: see there).
+    // SAFETY: see above; MAP_FIXED replaces exactly that page and nothing else.
     let result = unsafe {
         libc::mmap(
             page as *mut libc::c_void,

@@ -482,11 +482,11 @@ mod tests {
             .expect("a live segment");
         assert!(region.len() as u64 <= SLOT_ALIGN, "{region:?}");
         let last = region.len() - 1;
-        // SAFETY: the segment's mapping is `region.len()` bytes, read-write, and stays mapped
-        // while the chunk is held; nobody else touches it (the memory is this test's), and the
-        // test only writes inside its chunk (the first 4 bytes) and reads the rest.
-        let shared =
-            unsafe { std::slice::from_raw_parts_mut(region.address() as *mut u8, region.len()) };
+        let base = region.address() as *mut u8;
+        // The memory is this test's: nobody else touches it, and the test only writes inside
+        // its chunk (the first 4 bytes) and reads the rest.
+        // SAFETY: the mapping is `region.len()` bytes, read-write, mapped while the chunk lives.
+        let shared = unsafe { std::slice::from_raw_parts_mut(base, region.len()) };
         shared[..4].copy_from_slice(b"shm!");
         let trailer_byte = shared[last];
         let slot = window.map(&region).expect("mapped");

@@ -81,6 +81,26 @@ impl Live {
     }
 }
 
+/// The bump model's side of a successful free of `offset`.
+fn bump_model_free(
+    live: &mut Live,
+    freed: &mut Vec<u64>,
+    last: &mut Option<u64>,
+    cursor: &mut u64,
+    offset: u64,
+) {
+    live.0.remove(&offset);
+    freed.push(offset);
+    if *last == Some(offset) {
+        *last = None;
+    }
+    if live.0.is_empty() {
+        // Last chunk back: the segment starts over.
+        *cursor = 0;
+        *last = None;
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: if cfg!(miri) { 3 } else { 1024 },
@@ -222,16 +242,7 @@ proptest! {
                 Op::Free { pick } => {
                     if let Some(offset) = live.nth(pick) {
                         prop_assert_eq!(bump.deallocate(offset), Ok(()));
-                        live.0.remove(&offset);
-                        freed.push(offset);
-                        if last == Some(offset) {
-                            last = None;
-                        }
-                        if live.0.is_empty() {
-                            // Last chunk back: the segment starts over.
-                            cursor = 0;
-                            last = None;
-                        }
+                        bump_model_free(&mut live, &mut freed, &mut last, &mut cursor, offset);
                     }
                 }
                 Op::FreeBogus { .. } | Op::DoubleFree { .. } => {}
@@ -275,15 +286,7 @@ proptest! {
                 };
                 prop_assert_eq!(bump.deallocate(offset), expected, "offset {} at cursor {}", offset, cursor);
                 if expected.is_ok() {
-                    live.0.remove(&offset);
-                    freed.push(offset);
-                    if last == Some(offset) {
-                        last = None;
-                    }
-                    if live.0.is_empty() {
-                        cursor = 0;
-                        last = None;
-                    }
+                    bump_model_free(&mut live, &mut freed, &mut last, &mut cursor, offset);
                 }
             }
             prop_assert_eq!(bump.chunks_in_use(), live.0.len());

@@ -299,7 +299,7 @@ mod tests {
             let mut sent: BTreeMap<u32, (u64, BTreeSet<usize>)> = BTreeMap::new();
             let mut next_offset = 64u64;
             let mut freed_offsets: BTreeSet<u64> = BTreeSet::new();
-            let mut free = |offset: u64, freed: &mut BTreeSet<u64>| {
+            let free = |offset: u64, freed: &mut BTreeSet<u64>| {
                 prop_assert!(freed.insert(offset), "offset {} freed twice", offset);
                 Ok(())
             };

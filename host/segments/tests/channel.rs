@@ -251,3 +251,39 @@ fn receive_timeout_wakes_on_send_and_times_out_otherwise() {
     );
     assert!(!subscriber.is_publisher_alive());
 }
+
+#[test]
+fn a_closed_publisher_leaves_queued_samples_for_the_subscriber_and_it_cleans_up() {
+    let config = config("drain");
+    let publisher = Publisher::builder("svc")
+        .config(&config)
+        .max_chunk_layout_hint(Layout::from_size_align(64, 8).unwrap())
+        .max_number_of_chunks_hint(1)
+        .create()
+        .unwrap();
+    let subscriber = Subscriber::builder("svc").config(&config).open().unwrap();
+    // Later samples grow the memory into segments the subscriber has never mapped.
+    for size in [64usize, 4096, 1 << 20] {
+        let mut sample = publisher
+            .loan(Layout::from_size_align(size, 8).unwrap())
+            .unwrap();
+        sample.payload_mut().fill(size as u8 ^ 0x5a);
+        sample.send().unwrap();
+    }
+    assert!(publisher.memory().current_segment().value() >= 2);
+    drop(publisher);
+    assert!(!subscriber.is_publisher_alive());
+    for size in [64usize, 4096, 1 << 20] {
+        let sample = subscriber.receive().unwrap().expect("still queued");
+        assert_eq!(sample.len(), size);
+        assert!(sample.payload().iter().all(|&b| b == size as u8 ^ 0x5a));
+    }
+    assert_eq!(
+        subscriber.receive().err(),
+        Some(ChannelError::PublisherGone)
+    );
+    drop(subscriber);
+    let left = resmem::list(&config).unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(resmem::channel::list_services(&config).unwrap().is_empty());
+}

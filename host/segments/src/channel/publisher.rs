@@ -4,6 +4,7 @@
 mod links;
 
 use std::alloc::Layout;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -181,7 +182,7 @@ impl PublisherBuilder {
             config: self.config.clone(),
             control,
             mapping,
-            memory,
+            memory: ManuallyDrop::new(memory),
             facts,
             overflow: self.overflow,
             notifier,
@@ -238,7 +239,8 @@ pub struct Publisher {
     control: Control,
     /// Maps `control` and holds the service's owner lock; dropped after everything else.
     mapping: Mapping,
-    memory: Memory,
+    /// Taken in `drop` (removed, or left for subscribers still draining).
+    memory: ManuallyDrop<Memory>,
     facts: Facts,
     overflow: Overflow,
     notifier: Notifier,
@@ -444,12 +446,23 @@ impl Drop for Publisher {
         // Subscribers drain what is queued, then see PublisherGone.
         self.control.header().closed.store(1, Ordering::Release);
         let state = self.lock();
-        for conn in state.subs.iter().filter(|c| c.attached) {
+        let mut pending = false;
+        for (k, conn) in state.subs.iter().enumerate().filter(|(_, c)| c.attached) {
+            pending |= !self.control.submission(k).is_empty();
             if let Some(address) = &conn.address {
                 self.notifier.wake(address);
             }
         }
         drop(state);
+        // SAFETY: `memory` is not used after this point (this is the publisher's drop).
+        let memory = unsafe { ManuallyDrop::take(&mut self.memory) };
+        if pending {
+            // Queued samples may lie in segments a subscriber has not mapped yet: leave the
+            // objects for them; the last subscriber to drop removes the service.
+            memory.abandon();
+            return;
+        }
+        drop(memory);
         let backend = self.config.get_backend();
         let name = names::control_name(&self.service, &self.config);
         if backend
@@ -458,7 +471,6 @@ impl Drop for Publisher {
         {
             let _ = backend.remove(&name);
         }
-        // The memory removes its own objects when it drops after this.
     }
 }
 

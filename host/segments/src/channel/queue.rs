@@ -277,7 +277,11 @@ mod loom_models {
             }
             let mut all: Vec<u64> = taken.iter().chain(&popped).chain(&rest).copied().collect();
             all.sort_unstable();
-            assert_eq!(all, vec![1, 2, 3], "taken {taken:?} popped {popped:?} rest {rest:?}");
+            assert_eq!(
+                all,
+                vec![1, 2, 3],
+                "taken {taken:?} popped {popped:?} rest {rest:?}"
+            );
             // The consumer sees entries in order.
             assert!(popped.windows(2).all(|w| w[0] < w[1]));
         });
@@ -305,7 +309,10 @@ mod loom_models {
             let queue = shared.queue();
             queue.push(0, 1, !1);
             queue.push(1, 2, !2);
-            let mut got: Vec<u64> = consumers.into_iter().filter_map(|c| c.join().unwrap()).collect();
+            let mut got: Vec<u64> = consumers
+                .into_iter()
+                .filter_map(|c| c.join().unwrap())
+                .collect();
             while let Pop::Entry(a, _) = queue.pop() {
                 got.push(a);
             }

@@ -580,6 +580,27 @@ impl Drop for Subscriber {
         {
             self.notifier.wake(address);
         }
+        // A publisher that closed with samples still queued left its objects for us; the last
+        // subscriber out removes them. (A crashed publisher's service is for `resmem gc`.)
+        if self.control.header().closed.load(Ordering::Acquire) != 0 && !self.others_alive() {
+            let _ = super::remove_stale_service(&self.service, &self.config);
+        }
+    }
+}
+
+impl Subscriber {
+    /// Whether another slot has a live occupant.
+    fn others_alive(&self) -> bool {
+        let backend = self.config.get_backend();
+        (0..self.facts.geometry.max_subscribers)
+            .filter(|&j| j != self.k)
+            .filter(|&j| {
+                self.control.slot(j).control.state.load(Ordering::Acquire) & 0xff == SLOT_ACTIVE
+            })
+            .any(|j| {
+                let name = names::lock_name(&self.service, self.facts.epoch, j, &self.config);
+                backend.is_locked(&name).unwrap_or(true)
+            })
     }
 }
 

@@ -44,10 +44,19 @@ impl Conn {
     }
 }
 
-/// What keeps joiners off a slot while it is reclaimed.
+/// What keeps joiners off a slot while it is reclaimed (released when dropped).
 enum Held {
-    Lock(#[allow(dead_code)] crate::backend::ObjectLock),
-    Created(#[allow(dead_code)] crate::backend::Mapping),
+    Lock(crate::backend::ObjectLock),
+    Created(crate::backend::Mapping),
+}
+
+impl Held {
+    fn release(self) {
+        match self {
+            Self::Lock(lock) => drop(lock),
+            Self::Created(mapping) => drop(mapping),
+        }
+    }
 }
 
 /// The outcome of one delivery attempt.
@@ -174,7 +183,7 @@ impl Publisher {
         slot.state.store(SLOT_FREE, Ordering::Release);
         state.subs[k] = super::Conn::detached(self.facts.geometry.buffer_size);
         let _ = backend.remove(&name);
-        drop(held);
+        held.release();
     }
 
     /// Takes subscriber `k`'s returned samples; refuses (and counts) every entry the record

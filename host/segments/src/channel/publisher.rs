@@ -193,6 +193,7 @@ impl PublisherBuilder {
                     .map(|_| Conn::detached(geometry.buffer_size))
                     .collect(),
                 joins_seen: 0,
+                sent: 0,
             }),
         })
     }
@@ -229,6 +230,8 @@ struct State {
     records: Records,
     subs: Vec<Conn>,
     joins_seen: u64,
+    /// Samples sent (published to the header for `resmem inspect`).
+    sent: u64,
 }
 
 /// The sending side of a service. `Send + Sync`: every method takes `&self`.
@@ -427,11 +430,12 @@ impl Publisher {
         if let Release::Freed(offset) = state.records.end_send(idx) {
             freed.push(offset);
         }
+        state.sent += 1;
         self.control
             .header()
             .live
             .sent
-            .fetch_add(1, Ordering::Relaxed);
+            .store(state.sent, Ordering::Relaxed);
         if delivered > 0 {
             self.wake_waiting(&state);
         }

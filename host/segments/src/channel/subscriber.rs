@@ -407,33 +407,17 @@ impl Subscriber {
         }
     }
 
-    /// Registers `offset` with the view and checks that `len` bytes from it lie in the
+    /// Registers `offset` with the view, checking that `len` bytes from it lie in the
     /// segment's payload.
     fn map(&self, offset: PointerOffset, len: u64) -> Result<*const u8, ChannelError> {
-        // SAFETY: unregistered exactly once: by Sample::drop, or below on a bad length.
-        let ptr =
-            unsafe { self.view.register_and_translate_offset(offset) }.map_err(|e| match e {
-                OpenError::DoesNotExist => ChannelError::PublisherGone,
-                OpenError::InvalidOffset | OpenError::Corrupted | OpenError::SegmentReplaced => {
-                    ChannelError::Corrupted
-                }
-                other => other.into(),
-            })?;
-        let fits = self
-            .view
-            .segment_payload_size(offset.segment_id())
-            .is_some_and(|size| {
-                offset
-                    .offset()
-                    .checked_add(len)
-                    .is_some_and(|end| end <= size as u64)
-            });
-        if !fits {
-            // SAFETY: registered just above; `ptr` is not used.
-            unsafe { self.view.unregister_offset(offset) };
-            return Err(ChannelError::Corrupted);
-        }
-        Ok(ptr)
+        // SAFETY: unregistered exactly once, by Sample::drop.
+        unsafe { self.view.register_and_translate_range(offset, len) }.map_err(|e| match e {
+            OpenError::DoesNotExist => ChannelError::PublisherGone,
+            OpenError::InvalidOffset | OpenError::Corrupted | OpenError::SegmentReplaced => {
+                ChannelError::Corrupted
+            }
+            other => other.into(),
+        })
     }
 
     /// Publishes the borrowed count for `resmem inspect`.

@@ -82,8 +82,6 @@ pub(crate) struct SlotControl {
     /// Names the occupant's wake-up socket.
     pub(crate) nonce: AtomicU64,
     pub(crate) pid: AtomicU32,
-    /// Samples the occupant holds (statistics).
-    pub(crate) borrowed: AtomicU32,
     /// Occupant threads waiting for data (the publisher wakes only when this is non-zero).
     pub(crate) waiters: AtomicU32,
 }
@@ -92,13 +90,23 @@ pub(crate) struct SlotControl {
 #[derive(Debug)]
 pub(crate) struct Index(pub(crate) AtomicU64);
 
+/// The submission queue's consumer index, with the statistics the consumer updates as often
+/// (kept off the control line, which the publisher reads on every send).
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct ConsumerLine {
+    pub(crate) read: AtomicU64,
+    /// Samples the occupant holds (statistics).
+    pub(crate) borrowed: AtomicU32,
+}
+
 /// Fixed part of a slot; the entries follow.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct SlotFixed {
     pub(crate) control: SlotControl,
     pub(crate) sub_write: Index,
-    pub(crate) sub_read: Index,
+    pub(crate) sub_read: ConsumerLine,
     pub(crate) comp_write: Index,
     pub(crate) comp_read: Index,
 }
@@ -116,6 +124,10 @@ pub struct Geometry {
     pub max_borrowed: usize,
     /// Completion queue capacity: everything a subscriber can hold at once.
     pub completion_size: usize,
+    /// Entries stored for the submission queue (`buffer_size` rounded up to a power of two).
+    pub submission_slots: usize,
+    /// Entries stored for the completion queue (`completion_size` rounded up likewise).
+    pub completion_slots: usize,
     /// Bytes per slot.
     pub slot_stride: usize,
     /// Bytes of the whole control object.
@@ -142,8 +154,10 @@ impl Geometry {
             ));
         }
         let completion_size = buffer_size + max_borrowed;
+        let submission_slots = buffer_size.next_power_of_two();
+        let completion_slots = completion_size.next_power_of_two();
         let slot_stride = (size_of::<SlotFixed>()
-            + (buffer_size + completion_size) * size_of::<Entry>())
+            + (submission_slots + completion_slots) * size_of::<Entry>())
         .next_multiple_of(LINE);
         let total_size = HEADER_SIZE + max_subscribers * slot_stride;
         Ok(Self {
@@ -151,6 +165,8 @@ impl Geometry {
             buffer_size,
             max_borrowed,
             completion_size,
+            submission_slots,
+            completion_slots,
             slot_stride,
             total_size,
         })
@@ -216,8 +232,8 @@ impl Control {
         let at = self
             .slot_base(k)
             .wrapping_add(size_of::<SlotFixed>() + first * size_of::<Entry>());
-        // SAFETY: first + count <= buffer_size + completion_size entries follow the fixed part
-        // inside the slot's stride; Entry is two atomics, valid for any bytes, 8-aligned.
+        // SAFETY: first + count <= submission_slots + completion_slots entries follow the fixed
+        // part inside the slot's stride; Entry is two atomics, valid for any bytes, 8-aligned.
         unsafe { std::slice::from_raw_parts(at as *const Entry, count) }
     }
 
@@ -226,8 +242,9 @@ impl Control {
         let slot = self.slot(k);
         QueueRef::new(
             &slot.sub_write.0,
-            &slot.sub_read.0,
-            self.entries(k, 0, self.geometry.buffer_size),
+            &slot.sub_read.read,
+            self.entries(k, 0, self.geometry.submission_slots),
+            self.geometry.buffer_size,
         )
     }
 
@@ -237,7 +254,12 @@ impl Control {
         QueueRef::new(
             &slot.comp_write.0,
             &slot.comp_read.0,
-            self.entries(k, self.geometry.buffer_size, self.geometry.completion_size),
+            self.entries(
+                k,
+                self.geometry.submission_slots,
+                self.geometry.completion_slots,
+            ),
+            self.geometry.completion_size,
         )
     }
 
@@ -357,7 +379,8 @@ mod tests {
         assert_eq!(size_of::<SlotFixed>(), 5 * LINE);
         let g = Geometry::new(8, 16, 8).unwrap();
         assert_eq!(g.completion_size, 24);
-        assert_eq!(g.slot_stride, 5 * LINE + 40 * 16);
+        assert_eq!((g.submission_slots, g.completion_slots), (16, 32));
+        assert_eq!(g.slot_stride, 5 * LINE + 48 * 16);
         assert_eq!(g.total_size, HEADER_SIZE + 8 * g.slot_stride);
     }
 

@@ -192,6 +192,7 @@ impl PublisherBuilder {
                 subs: (0..geometry.max_subscribers)
                     .map(|_| Conn::detached(geometry.buffer_size))
                     .collect(),
+                attached: Vec::with_capacity(geometry.max_subscribers),
                 joins_seen: 0,
                 sent: 0,
             }),
@@ -229,6 +230,8 @@ impl Drop for RemoveOnError<'_> {
 struct State {
     records: Records,
     subs: Vec<Conn>,
+    /// Slots with an attached subscriber, in joining order.
+    attached: Vec<usize>,
     joins_seen: u64,
     /// Samples sent (published to the header for `resmem inspect`).
     sent: u64,
@@ -290,8 +293,8 @@ impl Publisher {
         let mut freed = Vec::new();
         let count = {
             let mut state = self.lock();
-            self.maintain(&mut state, &mut freed);
-            state.subs.iter().filter(|c| c.attached).count()
+            self.maintain(&mut state, &mut freed, true);
+            state.attached.len()
         };
         self.free(freed);
         count
@@ -305,8 +308,8 @@ impl Publisher {
         let count = {
             let mut state = self.lock();
             self.scan(&mut state, &mut freed, true);
-            self.maintain(&mut state, &mut freed);
-            state.subs.iter().filter(|c| c.attached).count()
+            self.maintain(&mut state, &mut freed, false);
+            state.attached.len()
         };
         self.free(freed);
         count
@@ -331,7 +334,7 @@ impl Publisher {
         let mut freed = Vec::new();
         let idx = {
             let mut state = self.lock();
-            self.maintain(&mut state, &mut freed);
+            self.maintain(&mut state, &mut freed, true);
             state.records.loan()
         };
         self.free(freed);
@@ -408,9 +411,10 @@ impl Publisher {
     fn send_sample(&self, idx: u32, offset: PointerOffset, len: usize) -> usize {
         let mut freed = Vec::new();
         let mut state = self.lock();
-        self.maintain(&mut state, &mut freed);
+        self.maintain(&mut state, &mut freed, false);
         state.records.begin_send(idx, offset.as_u64());
         let mut delivered = 0;
+        // In slot order; a subscriber that joins while a blocked send waits may get it too.
         let mut k = 0;
         while k < state.subs.len() {
             if !state.subs[k].attached {
@@ -451,7 +455,8 @@ impl Drop for Publisher {
         self.control.header().closed.store(1, Ordering::Release);
         let state = self.lock();
         let mut pending = false;
-        for (k, conn) in state.subs.iter().enumerate().filter(|(_, c)| c.attached) {
+        for &k in &state.attached {
+            let conn = &state.subs[k];
             pending |= !self.control.submission(k).is_empty();
             if let Some(address) = &conn.address {
                 self.notifier.wake(address);

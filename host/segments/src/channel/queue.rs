@@ -67,7 +67,10 @@ pub(crate) type Entry = EntryOf<std::sync::atomic::AtomicU64>;
 pub(crate) struct QueueRef<'a, W> {
     write: &'a W,
     read: &'a W,
+    /// A power of two of at least `capacity` entries: positions are `index & mask`.
     entries: &'a [EntryOf<W>],
+    capacity: u64,
+    mask: u64,
 }
 
 /// What a consumer found.
@@ -84,20 +87,35 @@ pub(crate) enum Pop {
 const POP_ATTEMPTS: usize = 1024;
 
 impl<'a, W: Word> QueueRef<'a, W> {
-    pub(crate) fn new(write: &'a W, read: &'a W, entries: &'a [EntryOf<W>]) -> Self {
+    /// `entries.len()` must be a power of two of at least `capacity` (and `capacity` >= 1).
+    pub(crate) fn new(
+        write: &'a W,
+        read: &'a W,
+        entries: &'a [EntryOf<W>],
+        capacity: usize,
+    ) -> Self {
+        debug_assert!(entries.len().is_power_of_two() && capacity <= entries.len());
         Self {
             write,
             read,
             entries,
+            capacity: capacity as u64,
+            mask: entries.len() as u64 - 1,
         }
     }
 
+    /// Most entries queued at once.
     pub(crate) fn capacity(&self) -> u64 {
-        self.entries.len() as u64
+        self.capacity
+    }
+
+    /// Where entry `index` lies (also the index into a producer's shadow of the ring).
+    pub(crate) fn position(&self, index: u64) -> usize {
+        (index & self.mask) as usize
     }
 
     fn entry(&self, index: u64) -> &EntryOf<W> {
-        &self.entries[(index % self.capacity()) as usize]
+        &self.entries[self.position(index)]
     }
 
     /// Producer: the consumers' index, checked against the producer's own `write`.
@@ -221,7 +239,7 @@ mod loom_models {
         }
 
         fn queue(&self) -> QueueRef<'_, AtomicU64> {
-            QueueRef::new(&self.write, &self.read, &self.entries)
+            QueueRef::new(&self.write, &self.read, &self.entries, self.entries.len())
         }
     }
 

@@ -156,7 +156,7 @@ impl SubscriberBuilder {
             }
         };
         slot.pid.store(std::process::id(), Ordering::Relaxed);
-        slot.borrowed.store(0, Ordering::Relaxed);
+        control.slot(k).sub_read.borrowed.store(0, Ordering::Relaxed);
         slot.waiters.store(0, Ordering::Relaxed);
         // The publisher reads the nonce after it sees the membership change.
         slot.nonce.store(nonce, Ordering::Release);
@@ -422,8 +422,7 @@ impl Subscriber {
 
     /// Publishes the borrowed count for `resmem inspect`.
     fn note_borrowed(&self) {
-        let slot = &self.control.slot(self.k).control;
-        slot.borrowed.store(
+        self.control.slot(self.k).sub_read.borrowed.store(
             self.borrowed.load(Ordering::Relaxed) as u32,
             Ordering::Relaxed,
         );

@@ -38,7 +38,7 @@ impl Conn {
             state_word: 0,
             address: None,
             write: 0,
-            shadow: vec![0; buffer_size],
+            shadow: vec![0; buffer_size.next_power_of_two()],
             comp_read: 0,
         }
     }
@@ -70,20 +70,20 @@ pub(super) enum Push {
 
 impl Publisher {
     /// Per call: takes in joins and leaves, probes liveness when due, takes returned samples.
-    pub(super) fn maintain(&self, state: &mut State, freed: &mut Vec<u64>) {
+    /// `probe_due`: also probe liveness when the probe interval passed (`loan` does; every
+    /// `send` follows a loan, so `send` skips the clock).
+    pub(super) fn maintain(&self, state: &mut State, freed: &mut Vec<u64>, probe_due: bool) {
         let joins = self.control.header().live.joins.load(Ordering::Acquire);
-        let now = coarse_now_ms();
         if joins != state.joins_seen {
             state.joins_seen = joins;
             // A join, a leave or a request for a dead subscriber's slot: look at every slot.
             self.scan(state, freed, true);
-        } else if now >= self.next_probe.load(Ordering::Relaxed) {
+        } else if probe_due && coarse_now_ms() >= self.next_probe.load(Ordering::Relaxed) {
             self.scan(state, freed, true);
         }
-        for k in 0..state.subs.len() {
-            if state.subs[k].attached {
-                self.take_returns(state, k, freed);
-            }
+        for i in 0..state.attached.len() {
+            let k = state.attached[i];
+            self.take_returns(state, k, freed);
         }
     }
 
@@ -129,6 +129,7 @@ impl Publisher {
         let nonce = self.control.slot(k).control.nonce.load(Ordering::Acquire);
         let conn = &mut state.subs[k];
         conn.attached = true;
+        state.attached.push(k);
         conn.state_word = word;
         conn.address = address(nonce, 's').ok();
         conn.write = 0;
@@ -177,11 +178,16 @@ impl Publisher {
         self.control.completion(k).reset();
         let slot = &self.control.slot(k).control;
         slot.waiters.store(0, Ordering::Relaxed);
-        slot.borrowed.store(0, Ordering::Relaxed);
+        self.control
+            .slot(k)
+            .sub_read
+            .borrowed
+            .store(0, Ordering::Relaxed);
         slot.nonce.store(0, Ordering::Relaxed);
         slot.pid.store(0, Ordering::Relaxed);
         slot.state.store(SLOT_FREE, Ordering::Release);
         state.subs[k] = super::Conn::detached(self.facts.geometry.buffer_size);
+        state.attached.retain(|&j| j != k);
         let _ = backend.remove(&name);
         held.release();
     }
@@ -245,7 +251,7 @@ impl Publisher {
                     Overflow::Block => return Push::Full,
                     Overflow::DropOldest if ring_full => {
                         if queue.take(read) {
-                            let oldest = conn.shadow[(read % capacity) as usize];
+                            let oldest = conn.shadow[queue.position(read)];
                             if let Release::Freed(offset) = records.release_held(k, oldest) {
                                 freed.push(offset);
                             }
@@ -262,7 +268,7 @@ impl Publisher {
                 }
             }
             queue.push(conn.write, offset.as_u64(), pack(len, idx));
-            conn.shadow[(conn.write % capacity) as usize] = idx;
+            conn.shadow[queue.position(conn.write)] = idx;
             conn.write += 1;
             records.deliver(idx, k);
             return Push::Delivered;
@@ -299,17 +305,15 @@ impl Publisher {
             }
         }
         let mut state = self.lock();
-        self.maintain(&mut state, freed);
+        self.maintain(&mut state, freed, false);
         state
     }
 
     /// Wakes every attached subscriber that has a thread waiting.
     pub(super) fn wake_waiting(&self, state: &State) {
         std::sync::atomic::fence(Ordering::SeqCst);
-        for (k, conn) in state.subs.iter().enumerate() {
-            if !conn.attached {
-                continue;
-            }
+        for &k in &state.attached {
+            let conn = &state.subs[k];
             let waiters = &self.control.slot(k).control.waiters;
             if waiters.load(Ordering::Relaxed) != 0
                 && let Some(address) = &conn.address

@@ -287,3 +287,46 @@ fn a_closed_publisher_leaves_queued_samples_for_the_subscriber_and_it_cleans_up(
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(resmem::channel::list_services(&config).unwrap().is_empty());
 }
+
+#[test]
+fn wait_for_subscribers_wakes_when_one_joins_and_forever_timeouts_do_not_overflow() {
+    let config = config("join");
+    let publisher = Publisher::builder("svc").config(&config).create().unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        publisher.wait_for_subscribers(1, Duration::from_millis(30)),
+        0
+    );
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    std::thread::scope(|s| {
+        let joiner = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            Subscriber::builder("svc")
+                .config(&config)
+                .timeout(Duration::MAX)
+                .open()
+                .unwrap()
+        });
+        let start = Instant::now();
+        assert_eq!(
+            publisher.wait_for_subscribers(1, Duration::from_secs(20)),
+            1
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let subscriber = joiner.join().unwrap();
+        publisher.send_copy(b"x").unwrap();
+        assert_eq!(
+            subscriber
+                .receive_timeout(Duration::MAX)
+                .unwrap()
+                .unwrap()
+                .payload(),
+            b"x"
+        );
+    });
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Publisher>();
+    send_sync::<Subscriber>();
+    send_sync::<resmem::Sample<'_>>();
+    send_sync::<resmem::SampleMut<'_>>();
+}

@@ -7,16 +7,20 @@ use std::alloc::Layout;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::layout::{Control, Facts, Geometry};
 use super::names;
-use super::notify::Notifier;
+use super::notify::{Notifier, WaiterGuard};
 use super::records::{Records, Release};
 use super::{ChannelError, MAX_SAMPLE_LEN, MAX_SAMPLES, Overflow, error::io_error};
 use crate::backend::{CreateOptions, Mapping, page_size};
 use crate::{AllocError, AllocationStrategy, Config, Memory, PointerOffset, ShmPointer};
 
 use links::{Conn, Push};
+
+/// Longest sleep of `wait_for_subscribers` between two looks at the slots.
+const JOIN_SLICE: Duration = Duration::from_millis(50);
 
 /// How often `create` with `reclaim_stale` removes a stale service and tries again.
 const RECLAIM_ATTEMPTS: usize = 4;
@@ -243,7 +247,8 @@ pub struct Publisher {
     service: String,
     config: Config,
     control: Control,
-    /// Maps `control` and holds the service's owner lock; dropped after everything else.
+    /// Maps `control` and holds the service's owner lock (released when the fields drop,
+    /// after `drop` removed the objects).
     mapping: Mapping,
     /// Taken in `drop` (removed, or left for subscribers still draining).
     memory: ManuallyDrop<Memory>,
@@ -298,6 +303,25 @@ impl Publisher {
         };
         self.free(freed);
         count
+    }
+
+    /// Waits (asleep; a joining subscriber wakes it) until at least `count` subscribers are
+    /// connected or `timeout` passes. Returns how many are connected.
+    pub fn wait_for_subscribers(&self, count: usize, timeout: Duration) -> usize {
+        let start = Instant::now();
+        loop {
+            let connected = self.number_of_subscribers();
+            let elapsed = start.elapsed();
+            if connected >= count || elapsed >= timeout {
+                return connected;
+            }
+            let joins = self.control.header().live.joins.load(Ordering::Acquire);
+            let _waiting = WaiterGuard::enter(&self.control.header().live.publisher_waiters);
+            if self.control.header().live.joins.load(Ordering::Acquire) == joins {
+                // Bounded: a joiner that found only stale slots is served on the next round.
+                self.notifier.wait((timeout - elapsed).min(JOIN_SLICE));
+            }
+        }
     }
 
     /// Checks every subscriber's liveness now and reclaims what dead ones held (this also

@@ -20,6 +20,14 @@ const LIVENESS_EVERY_MS: u64 = 10;
 /// How long `open` waits for the publisher to reclaim dead subscribers' slots.
 const STALE_GRACE: Duration = Duration::from_millis(200);
 
+/// `start + wait`, or about a century later when that does not fit (`Duration::MAX` means
+/// "wait forever").
+fn later(start: Instant, wait: Duration) -> Instant {
+    start
+        .checked_add(wait)
+        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// Configures and opens a [`Subscriber`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `open` is called"]
@@ -55,7 +63,7 @@ impl SubscriberBuilder {
     pub fn open(self) -> Result<Subscriber, ChannelError> {
         names::validate(&self.service, &self.config)?;
         let start = Instant::now();
-        let deadline = start + self.timeout;
+        let deadline = later(start, self.timeout);
         // Dead subscribers' slots: the publisher reclaims them when asked (at its next call),
         // so a joiner gives it a moment even with a zero timeout.
         let stale_deadline = deadline.max(start + STALE_GRACE);
@@ -156,11 +164,22 @@ impl SubscriberBuilder {
             }
         };
         slot.pid.store(std::process::id(), Ordering::Relaxed);
-        control.slot(k).sub_read.borrowed.store(0, Ordering::Relaxed);
+        control
+            .slot(k)
+            .sub_read
+            .borrowed
+            .store(0, Ordering::Relaxed);
         slot.waiters.store(0, Ordering::Relaxed);
         // The publisher reads the nonce after it sees the membership change.
         slot.nonce.store(nonce, Ordering::Release);
         control.header().live.joins.fetch_add(1, Ordering::AcqRel);
+        let publisher_address = address(facts.epoch, 'p').ok();
+        if anybody_waiting(&control.header().live.publisher_waiters)
+            && let Some(address) = &publisher_address
+        {
+            // A publisher in `wait_for_subscribers`.
+            notifier.wake(address);
+        }
         Ok(Subscriber {
             service: self.service.clone(),
             config: self.config.clone(),
@@ -169,7 +188,7 @@ impl SubscriberBuilder {
             lock,
             view,
             overflow: Overflow::from_code(facts.overflow),
-            publisher_address: address(facts.epoch, 'p').ok(),
+            publisher_address,
             facts,
             k,
             state_word,
@@ -471,7 +490,7 @@ impl Subscriber {
     /// Like [`Subscriber::receive`], but waits up to `timeout` for a sample, asleep (after
     /// the builder's `spin`, if any): a `send` wakes it.
     pub fn receive_timeout(&self, timeout: Duration) -> Result<Option<Sample<'_>>, ChannelError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         let mut spun = self.spin.is_zero();
         loop {
             if let Some(sample) = self.receive()? {
@@ -483,7 +502,7 @@ impl Subscriber {
             }
             if !spun {
                 spun = true;
-                let until = (now + self.spin).min(deadline);
+                let until = later(now, self.spin).min(deadline);
                 while Instant::now() < until && !self.has_samples() {
                     std::hint::spin_loop();
                 }

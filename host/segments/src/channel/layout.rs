@@ -113,6 +113,31 @@ pub(crate) struct SlotFixed {
 
 const HEADER_SIZE: usize = size_of::<ServiceHeader>();
 
+/// The page size the layout rounds to: the header and every slot start on a page boundary,
+/// so that a host can map one subscriber's queues (and nothing else) into a guest's window.
+fn layout_page() -> usize {
+    crate::backend::page_size().max(LINE)
+}
+
+/// Byte offsets of a slot's indices from the slot's start (for tools and tests that inspect
+/// or, as hostile peers, scribble a control object).
+pub mod offsets {
+    /// The slot's state word (`u64`).
+    pub const STATE: usize = 0;
+    /// Submission queue producer index (`u64`, written by the publisher).
+    pub const SUB_WRITE: usize = 128;
+    /// Submission queue consumer index (`u64`, the subscriber and a drop-oldest publisher).
+    pub const SUB_READ: usize = 256;
+    /// Completion queue producer index (`u64`, written by the subscriber).
+    pub const COMP_WRITE: usize = 384;
+    /// Completion queue consumer index (`u64`, written by the publisher).
+    pub const COMP_READ: usize = 512;
+    /// First submission entry (16 bytes each: offset `u64`, length | sample index << 40);
+    /// the completion entries (offset `u64`, sample index `u64`) follow the
+    /// `submission_slots` submission entries.
+    pub const ENTRIES: usize = 640;
+}
+
 /// Sizes of a control object, derived from the builder values only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
@@ -128,7 +153,7 @@ pub struct Geometry {
     pub submission_slots: usize,
     /// Entries stored for the completion queue (`completion_size` rounded up likewise).
     pub completion_slots: usize,
-    /// Bytes per slot.
+    /// Bytes per slot (a multiple of the page size).
     pub slot_stride: usize,
     /// Bytes of the whole control object.
     pub total_size: usize,
@@ -158,8 +183,9 @@ impl Geometry {
         let completion_slots = completion_size.next_power_of_two();
         let slot_stride = (size_of::<SlotFixed>()
             + (submission_slots + completion_slots) * size_of::<Entry>())
-        .next_multiple_of(LINE);
-        let total_size = HEADER_SIZE + max_subscribers * slot_stride;
+        .next_multiple_of(layout_page());
+        let total_size =
+            HEADER_SIZE.next_multiple_of(layout_page()) + max_subscribers * slot_stride;
         Ok(Self {
             max_subscribers,
             buffer_size,
@@ -170,6 +196,13 @@ impl Geometry {
             slot_stride,
             total_size,
         })
+    }
+}
+
+impl Geometry {
+    /// Where slot `k` starts in the control object (page aligned).
+    pub fn slot_offset(&self, k: usize) -> usize {
+        HEADER_SIZE.next_multiple_of(layout_page()) + k * self.slot_stride
     }
 }
 
@@ -217,9 +250,7 @@ impl Control {
 
     fn slot_base(&self, k: usize) -> *mut u8 {
         assert!(k < self.geometry.max_subscribers, "slot index out of range");
-        self.base
-            .wrapping_add(HEADER_SIZE)
-            .wrapping_add(k * self.geometry.slot_stride)
+        self.base.wrapping_add(self.geometry.slot_offset(k))
     }
 
     pub(crate) fn slot(&self, k: usize) -> &SlotFixed {
@@ -380,8 +411,24 @@ mod tests {
         let g = Geometry::new(8, 16, 8).unwrap();
         assert_eq!(g.completion_size, 24);
         assert_eq!((g.submission_slots, g.completion_slots), (16, 32));
-        assert_eq!(g.slot_stride, 5 * LINE + 48 * 16);
-        assert_eq!(g.total_size, HEADER_SIZE + 8 * g.slot_stride);
+        let page = layout_page();
+        assert_eq!(g.slot_stride, (5 * LINE + 48 * 16).next_multiple_of(page));
+        assert_eq!(g.slot_offset(0), page);
+        assert_eq!(g.total_size, page + 8 * g.slot_stride);
+        assert_eq!(size_of::<SlotFixed>(), offsets::ENTRIES);
+        assert_eq!(
+            std::mem::offset_of!(SlotFixed, sub_write),
+            offsets::SUB_WRITE
+        );
+        assert_eq!(std::mem::offset_of!(SlotFixed, sub_read), offsets::SUB_READ);
+        assert_eq!(
+            std::mem::offset_of!(SlotFixed, comp_write),
+            offsets::COMP_WRITE
+        );
+        assert_eq!(
+            std::mem::offset_of!(SlotFixed, comp_read),
+            offsets::COMP_READ
+        );
     }
 
     #[test]

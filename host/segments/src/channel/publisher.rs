@@ -332,7 +332,7 @@ impl Publisher {
         let count = {
             let mut state = self.lock();
             self.scan(&mut state, &mut freed, true);
-            self.maintain(&mut state, &mut freed, false);
+            self.maintain(&mut state, &mut freed, true);
             state.attached.len()
         };
         self.free(freed);

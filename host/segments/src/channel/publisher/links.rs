@@ -69,17 +69,20 @@ pub(super) enum Push {
 }
 
 impl Publisher {
-    /// Per call: takes in joins and leaves, probes liveness when due, takes returned samples.
-    /// `probe_due`: also probe liveness when the probe interval passed (`loan` does; every
-    /// `send` follows a loan, so `send` skips the clock).
-    pub(super) fn maintain(&self, state: &mut State, freed: &mut Vec<u64>, probe_due: bool) {
+    /// Per call: takes in joins and leaves; with `full` (every call but `send`, which always
+    /// follows a `loan`) also probes liveness when the interval passed and takes returned
+    /// samples.
+    pub(super) fn maintain(&self, state: &mut State, freed: &mut Vec<u64>, full: bool) {
         let joins = self.control.header().live.joins.load(Ordering::Acquire);
         if joins != state.joins_seen {
             state.joins_seen = joins;
             // A join, a leave or a request for a dead subscriber's slot: look at every slot.
             self.scan(state, freed, true);
-        } else if probe_due && coarse_now_ms() >= self.next_probe.load(Ordering::Relaxed) {
+        } else if full && coarse_now_ms() >= self.next_probe.load(Ordering::Relaxed) {
             self.scan(state, freed, true);
+        }
+        if !full {
+            return;
         }
         for i in 0..state.attached.len() {
             let k = state.attached[i];
@@ -305,7 +308,7 @@ impl Publisher {
             }
         }
         let mut state = self.lock();
-        self.maintain(&mut state, freed, false);
+        self.maintain(&mut state, freed, true);
         state
     }
 

@@ -15,6 +15,8 @@ mod channel_support;
 mod crash;
 #[path = "channel/hostile.rs"]
 mod hostile;
+#[path = "channel/join.rs"]
+mod join;
 mod support;
 
 use std::collections::BTreeSet;

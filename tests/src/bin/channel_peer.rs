@@ -23,6 +23,7 @@
 //! idle SVC --ms D                  `waiting`, one receive_timeout(D) that must time out,
 //!     `idle done elapsed_ms=<ms>`, then waits for end of stdin.
 //! scribble SVC, hostile-publish SVC --seed S   hostile peers driven by stdin (hostile.rs).
+//! slow-join SVC                    the join protocol by hand, paused mid-way (join.rs).
 //! ```
 //!
 //! Publisher options: `--policy drop-oldest|drop-newest|block --buffer B --max-subscribers M
@@ -34,6 +35,8 @@
 
 #[path = "channel_peer/hostile.rs"]
 mod hostile;
+#[path = "channel_peer/join.rs"]
+mod join;
 
 use std::alloc::Layout;
 use std::collections::{HashMap, VecDeque};
@@ -474,6 +477,7 @@ fn run(args: &[String]) -> Result<()> {
         "idle" => idle(&a),
         "scribble" => hostile::scribble(&a),
         "hostile-publish" => hostile::publish(&a),
+        "slow-join" => join::slow_join(&a),
         other => Err(Failure::Usage(format!("unknown mode {other:?}"))),
     }
 }

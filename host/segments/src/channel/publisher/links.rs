@@ -23,6 +23,8 @@ pub(super) struct Conn {
     /// The slot's state word when the occupant joined.
     state_word: u64,
     pub(super) address: Option<SocketAddr>,
+    /// The occupant's nonce `address` was made from.
+    nonce: u64,
     /// Producer index of the submission queue.
     write: u64,
     /// Sample index at each ring position (the truth, whatever the shared entries say).
@@ -37,6 +39,7 @@ impl Conn {
             attached: false,
             state_word: 0,
             address: None,
+            nonce: 0,
             write: 0,
             shadow: vec![0; buffer_size.next_power_of_two()],
             comp_read: 0,
@@ -108,6 +111,10 @@ impl Publisher {
                     self.reattach(state, k, word);
                 } else if (changed || probe) && !self.occupant_alive(k) {
                     self.reclaim(state, k, freed);
+                } else if !changed && word & 0xff == SLOT_ACTIVE {
+                    // A joiner publishes its nonce after it took the slot (then bumps `joins`):
+                    // an attach in between read the previous occupant's nonce, or none.
+                    self.refresh_address(state, k);
                 }
             } else if word & 0xff == SLOT_ACTIVE {
                 if self.occupant_alive(k) {
@@ -125,7 +132,17 @@ impl Publisher {
         let nonce = self.control.slot(k).control.nonce.load(Ordering::Acquire);
         let conn = &mut state.subs[k];
         conn.state_word = word;
+        conn.nonce = nonce;
         conn.address = address(nonce, 's').ok();
+    }
+
+    fn refresh_address(&self, state: &mut State, k: usize) {
+        let nonce = self.control.slot(k).control.nonce.load(Ordering::Acquire);
+        let conn = &mut state.subs[k];
+        if nonce != conn.nonce {
+            conn.nonce = nonce;
+            conn.address = address(nonce, 's').ok();
+        }
     }
 
     fn attach(&self, state: &mut State, k: usize, word: u64) {
@@ -134,6 +151,7 @@ impl Publisher {
         conn.attached = true;
         state.attached.push(k);
         conn.state_word = word;
+        conn.nonce = nonce;
         conn.address = address(nonce, 's').ok();
         conn.write = 0;
         conn.comp_read = 0;

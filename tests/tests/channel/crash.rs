@@ -340,3 +340,21 @@ fn a_stale_service_is_taken_over_with_reclaim_stale() {
     drop(publisher);
     scope.assert_clean();
 }
+
+/// A subscriber SIGKILLed with a sample still queued, then the publisher dropped normally
+/// before any call of it noticed the death: no live subscriber is left to drain anything, so
+/// the publisher's drop must remove the service's objects (nobody else will).
+#[test]
+fn a_publisher_dropped_after_its_subscriber_died_with_samples_queued_leaves_nothing() {
+    let scope = Scope::new("chdropdead");
+    let publisher = builder(&scope).create().unwrap();
+    let args = ["--take", "1", "--verify", SEED_ARG];
+    let (mut holder, _) = subscriber(&scope, "hold", &args, "holder");
+    wait_subscribers(&publisher, 1);
+    assert_eq!(send(&publisher, SEED, 0, 64).1, 1);
+    assert_eq!(send(&publisher, SEED, 1, 64).1, 1);
+    until_prefix(&mut holder, "holding");
+    holder.kill();
+    drop(publisher);
+    scope.assert_clean();
+}

@@ -477,7 +477,11 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         // Subscribers drain what is queued, then see PublisherGone.
         self.control.header().closed.store(1, Ordering::Release);
-        let state = self.lock();
+        let mut state = self.lock();
+        // Only live subscribers drain what is queued: reclaim the dead ones first, or their
+        // queues would keep the objects forever.
+        let mut freed = Vec::new();
+        self.scan(&mut state, &mut freed, true);
         let mut pending = false;
         for &k in &state.attached {
             let conn = &state.subs[k];
@@ -487,6 +491,7 @@ impl Drop for Publisher {
             }
         }
         drop(state);
+        self.free(freed);
         // SAFETY: `memory` is not used after this point (this is the publisher's drop).
         let memory = unsafe { ManuallyDrop::take(&mut self.memory) };
         if pending {

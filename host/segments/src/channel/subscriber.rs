@@ -134,7 +134,11 @@ impl SubscriberBuilder {
             // replaced): look again.
             return Err(Attempt::Retry(ChannelError::DoesNotExist));
         }
-        let joined = match self.join(&control, &facts) {
+        // Bound before the slot is taken: the nonce that names it is in the slot before the
+        // publisher can see the slot active.
+        let (notifier, nonce) = Notifier::bind('s')
+            .map_err(|e| Attempt::Failed(io_error(&e, "binding the wake-up socket")))?;
+        let joined = match self.join(&control, &facts, nonce) {
             Err(Attempt::SlotsStale) if ask => {
                 control.header().live.joins.fetch_add(1, Ordering::AcqRel);
                 return Err(Attempt::SlotsStale);
@@ -147,31 +151,6 @@ impl SubscriberBuilder {
             word: state_word,
             completion_write,
         } = joined;
-        let slot = &control.slot(k).control;
-        let (notifier, nonce) = match Notifier::bind('s') {
-            Ok(bound) => bound,
-            Err(e) => {
-                // Leave the slot as a departed one, for the next joiner or the publisher.
-                slot.state
-                    .store((state_word & !0xff) | SLOT_LEFT, Ordering::Release);
-                let _ = self.config.get_backend().remove(&names::lock_name(
-                    &self.service,
-                    facts.epoch,
-                    k,
-                    &self.config,
-                ));
-                return Err(Attempt::Failed(io_error(&e, "binding the wake-up socket")));
-            }
-        };
-        slot.pid.store(std::process::id(), Ordering::Relaxed);
-        control
-            .slot(k)
-            .sub_read
-            .borrowed
-            .store(0, Ordering::Relaxed);
-        slot.waiters.store(0, Ordering::Relaxed);
-        // The publisher reads the nonce after it sees the membership change.
-        slot.nonce.store(nonce, Ordering::Release);
         control.header().live.joins.fetch_add(1, Ordering::AcqRel);
         let publisher_address = address(facts.epoch, 'p').ok();
         if anybody_waiting(&control.header().live.publisher_waiters)
@@ -208,7 +187,7 @@ impl SubscriberBuilder {
     /// normally, which gave back everything first: its queues are taken over as they are.
     /// Returns the slot, its lock object, its state word and the completion index to go on
     /// from.
-    fn join(&self, control: &Control, facts: &Facts) -> Result<Joined, Attempt> {
+    fn join(&self, control: &Control, facts: &Facts, nonce: u64) -> Result<Joined, Attempt> {
         let backend = self.config.get_backend();
         let mut stale = false;
         for k in 0..facts.geometry.max_subscribers {
@@ -241,6 +220,16 @@ impl SubscriberBuilder {
                 SLOT_LEFT => Some(control.completion(k).indices().0),
                 _ => None,
             };
+            if took.is_some() {
+                // Ours to write while we hold the lock object; published by the state CAS.
+                let slot = &control.slot(k);
+                slot.control.nonce.store(nonce, Ordering::Relaxed);
+                slot.control
+                    .pid
+                    .store(std::process::id(), Ordering::Relaxed);
+                slot.control.waiters.store(0, Ordering::Relaxed);
+                slot.sub_read.borrowed.store(0, Ordering::Relaxed);
+            }
             match took {
                 Some(completion_write)
                     if state

@@ -70,9 +70,9 @@ const HEADER_FIELDS: [(usize, usize); 15] = [
 ];
 /// The header's live line: joins, publisher_waiters, violations, sent.
 const LIVE_FIELDS: [(usize, usize); 4] = [(128, 8), (136, 4), (144, 8), (152, 8)];
-const HEADER_SIZE: usize = 256;
-/// A slot's control line: state, nonce, pid, borrowed, waiters.
-const SLOT_FIELDS: [(usize, usize); 5] = [(0, 8), (8, 8), (16, 4), (20, 4), (24, 4)];
+/// A slot's control line (state, nonce, pid, waiters) and the borrowed count beside the
+/// submission queue's read index.
+const SLOT_FIELDS: [(usize, usize); 5] = [(0, 8), (8, 8), (16, 4), (20, 4), (264, 4)];
 /// Submission write and read, completion write and read: one cache line each.
 const QUEUE_INDICES: [usize; 4] = [128, 256, 384, 512];
 /// Entries (two u64 each) follow: the submission queue's, then the completion queue's.
@@ -84,8 +84,17 @@ const SPECIAL: [u64; 16] = [
     0x100, 0xffff_ffff, 1 << 32, (1 << 40) - 1, 1 << 40, 1 << 63, u64::MAX - 1, u64::MAX,
 ];
 
+fn geometry(subscribers: usize, buffer: usize, borrowed: usize) -> layout::Geometry {
+    layout::Geometry::new(subscribers, buffer, borrowed).expect("a valid geometry")
+}
+
 fn slot_stride(buffer: usize, borrowed: usize) -> usize {
-    (ENTRIES + (2 * buffer + borrowed) * ENTRY).next_multiple_of(128)
+    geometry(1, buffer, borrowed).slot_stride
+}
+
+/// The header's size as laid out (rounded up to a page: the first slot's offset).
+fn header_size() -> usize {
+    geometry(1, 1, 1).slot_offset(0)
 }
 
 /// What one input did, for the replay test's coverage checks and the corpus generator.
@@ -367,7 +376,7 @@ impl World {
             (5, COMPLETION as u64),
             (6, BORROWED as u64),
             (7, stride as u64),
-            (8, (HEADER_SIZE + SUBSCRIBERS * stride) as u64),
+            (8, (header_size() + SUBSCRIBERS * stride) as u64),
             (12, u64::from(std::process::id())),
             (13, 1),
             (14, 0),
@@ -442,7 +451,7 @@ impl World {
         let (selector, k, idx) = (input.b(), usize::from(input.b()), usize::from(input.b()));
         let Some(p) = &self.publisher else { return };
         let control = &p.control;
-        let slot = HEADER_SIZE + k % SUBSCRIBERS * slot_stride(BUFFER, BORROWED);
+        let slot = header_size() + k % SUBSCRIBERS * slot_stride(BUFFER, BORROWED);
         let (at, width) = match selector % 9 {
             0 => HEADER_FIELDS[idx % HEADER_FIELDS.len()],
             1 => LIVE_FIELDS[idx % LIVE_FIELDS.len()],
@@ -453,7 +462,9 @@ impl World {
             3 => (slot + QUEUE_INDICES[idx % 4], 8),
             4 => (slot + ENTRIES + idx / 2 % BUFFER * ENTRY + idx % 2 * 8, 8),
             5 => (
-                slot + ENTRIES + (BUFFER + idx / 2 % COMPLETION) * ENTRY + idx % 2 * 8,
+                slot + ENTRIES
+                    + (BUFFER.next_power_of_two() + idx / 2 % COMPLETION) * ENTRY
+                    + idx % 2 * 8,
                 8,
             ),
             6 => (
@@ -480,7 +491,7 @@ impl World {
                     );
                 }
                 poke(control, 32, &(stride as u64).to_le_bytes());
-                let total = HEADER_SIZE + subs * stride;
+                let total = header_size() + subs * stride;
                 poke(control, 40, &(total as u64).to_le_bytes());
                 self.dirty = true;
                 self.out.writes += 1;
@@ -560,7 +571,7 @@ impl World {
                 assert_eq!(g.slot_stride, slot_stride(g.buffer_size, g.max_borrowed));
                 assert_eq!(
                     g.total_size,
-                    HEADER_SIZE + g.max_subscribers * g.slot_stride
+                    header_size() + g.max_subscribers * g.slot_stride
                 );
                 let other = layout::validate(&bytes, "another_prefix_");
                 assert_eq!(
@@ -578,8 +589,13 @@ impl World {
     /// Publisher and service queries; in a clean run, against the model.
     fn inspect(&mut self) {
         let Some(publisher) = self.publisher() else {
-            let info = service_info(SERVICE, &self.config);
-            assert_eq!(info.err(), Some(ChannelError::DoesNotExist));
+            // Gone, or closed with samples still queued for draining subscribers.
+            match service_info(SERVICE, &self.config) {
+                Err(ChannelError::DoesNotExist) => {}
+                Ok(info) => assert!(!info.publisher_alive, "{info:?}"),
+                Err(e) if self.dirty => self.note("inspect", &kind(&e)),
+                Err(e) => panic!("service_info of a dropped publisher's service: {e:?}"),
+            }
             assert_eq!(is_publisher_alive(SERVICE, &self.config), Ok(false));
             let removed = remove_stale_service(SERVICE, &self.config);
             assert!(removed.is_ok_and(|r| r != resmem::StaleRemoval::OwnerAlive));

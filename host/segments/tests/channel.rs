@@ -330,3 +330,48 @@ fn wait_for_subscribers_wakes_when_one_joins_and_forever_timeouts_do_not_overflo
     send_sync::<resmem::Sample<'_>>();
     send_sync::<resmem::SampleMut<'_>>();
 }
+
+/// Writes `value` at `at` in the service's control object, as a hostile peer would.
+fn scribble(config: &Config, service: &str, at: usize, value: u64) {
+    let name = format!("{}{service}__svc", config.get_prefix());
+    let control = config
+        .get_backend()
+        .open(&name, resmem::AccessMode::ReadWrite)
+        .unwrap();
+    assert!(at + 8 <= control.len());
+    // SAFETY: in bounds (checked above) and 8-aligned; the mapping lives until the end of this
+    // function. The channel reads these words atomically, so a plain write is a hostile
+    // peer's write, nothing worse.
+    unsafe { (control.as_ptr().add(at) as *mut u64).write_volatile(value) };
+}
+
+#[test]
+fn scribbled_queue_indices_are_put_back_and_counted() {
+    use resmem::channel::layout::{Geometry, offsets};
+    let config = config("repair");
+    let publisher = Publisher::builder("svc")
+        .config(&config)
+        .buffer_size(4)
+        .max_borrowed(2)
+        .create()
+        .unwrap();
+    let subscriber = Subscriber::builder("svc").config(&config).open().unwrap();
+    let slot = Geometry::new(8, 4, 2)
+        .unwrap()
+        .slot_offset(subscriber.slot());
+    for (index, value) in [(offsets::COMP_READ, u64::MAX), (offsets::SUB_READ, 1 << 60)] {
+        let before = publisher.violations();
+        scribble(&config, "svc", slot + index, value);
+        let mut received = 0;
+        for i in 0..12u8 {
+            publisher.send_copy(&[i; 8]).unwrap();
+            if let Ok(Some(sample)) = subscriber.receive() {
+                assert_eq!(sample.payload(), &[i; 8]);
+                received += 1;
+            }
+        }
+        // One send or return is lost to the repair at most; the stream goes on.
+        assert!(received >= 10, "{index}: received {received} of 12");
+        assert!(publisher.violations() > before, "{index}: not counted");
+    }
+}

@@ -160,7 +160,9 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    pub(crate) fn new(
+    /// The sizes of a control object for these builder values (`InvalidConfig` when one is
+    /// out of range).
+    pub fn new(
         max_subscribers: usize,
         buffer_size: usize,
         max_borrowed: usize,

@@ -122,13 +122,15 @@ impl PublisherBuilder {
             .ok_or(ChannelError::InvalidConfig(
                 "max_loans + max_subscribers * (buffer_size + max_borrowed) exceeds 2^24",
             ))?;
-        if !self.reclaim_stale {
-            return self.create_once(geometry, in_flight);
-        }
         for _ in 0..RECLAIM_ATTEMPTS {
             match self.create_once(geometry, in_flight) {
                 Err(ChannelError::AlreadyExists) => {}
                 other => return other,
+            }
+            // A publisher that closed normally but left its objects to draining subscribers
+            // is no crash to keep for inspection: a new publisher takes the name over.
+            if !self.reclaim_stale && !super::service::was_closed(&self.service, &self.config) {
+                return Err(ChannelError::AlreadyExists);
             }
             match super::remove_stale_service(&self.service, &self.config)? {
                 crate::StaleRemoval::OwnerAlive => return Err(ChannelError::AlreadyExists),

@@ -191,7 +191,12 @@ impl<'a, W: Word> QueueRef<'a, W> {
     pub(crate) fn drain(&self, read: u64, mut each: impl FnMut(u64, u64)) -> Option<u64> {
         let write = self.write.load(Ordering::Acquire);
         if write == read {
-            // Nothing new: leave the shared line alone.
+            // Nothing new: leave the shared line alone, unless somebody scribbled our index
+            // (the producer would believe the queue full forever): put it back.
+            if self.read.load(Ordering::Relaxed) != read {
+                self.read.store(read, Ordering::Release);
+                return None;
+            }
             return Some(write);
         }
         if write < read || write - read > self.capacity() {
@@ -206,6 +211,12 @@ impl<'a, W: Word> QueueRef<'a, W> {
         }
         self.read.store(write, Ordering::Release);
         Some(write)
+    }
+
+    /// Producer: puts back a consumer index that is impossible against `write` (a scribble),
+    /// as if everything queued had been taken.
+    pub(crate) fn repair_read(&self, write: u64) {
+        self.read.store(write, Ordering::Release);
     }
 
     /// Resets both indices (the publisher, for a slot nobody occupies).

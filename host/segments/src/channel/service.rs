@@ -123,6 +123,26 @@ pub fn service_info(service: &str, config: &Config) -> Result<ServiceInfo, Chann
     })
 }
 
+/// Whether `service`'s control object says its publisher dropped normally (and nobody holds
+/// its lock now): such a service only waits for draining subscribers.
+pub(crate) fn was_closed(service: &str, config: &Config) -> bool {
+    let backend = config.get_backend();
+    let name = names::control_name(service, config);
+    let Ok(mapping) = backend.open(&name, AccessMode::Read) else {
+        return false;
+    };
+    // SAFETY: the mapping lives until the end of this function.
+    match unsafe { validate_raw(mapping.as_ptr(), mapping.len(), config.get_prefix()) } {
+        Ok(Validated::Ready(facts)) => {
+            // SAFETY: validated: the mapping holds total_size bytes and outlives `control`.
+            let control = unsafe { Control::new(mapping.as_ptr(), facts.geometry) };
+            control.header().closed.load(Ordering::Acquire) != 0
+                && !mapping.is_locked_by_other().unwrap_or(true)
+        }
+        _ => false,
+    }
+}
+
 /// Removes `service` if, and only if, its publisher is gone: its control object, its memory
 /// and every subscriber lock object nobody holds. Takes the control object's lock first
 /// (a live publisher holds it), as [`remove_stale`](crate::remove_stale) does for memories.

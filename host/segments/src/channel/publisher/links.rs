@@ -255,6 +255,9 @@ impl Publisher {
             let State { records, subs, .. } = &mut *state;
             let conn = &mut subs[k];
             let Some(read) = queue.observed_read(conn.write) else {
+                // Scribbled: put the index back (what was queued stays recorded as held, so
+                // nothing is freed under the subscriber; it comes back when it leaves).
+                queue.repair_read(conn.write);
                 self.control
                     .header()
                     .live

@@ -36,7 +36,8 @@ fn lockstep(publisher: &resmem::Publisher, honest: &mut Peer, i: u64, reach: usi
 /// entries and 16 guesses at the two samples the honest subscriber holds but it never got:
 /// exactly the 20 bad ones are counted as violations, nothing the honest one holds is freed
 /// or loaned out (it re-checks every held sample when it drops it), impossible queue indices
-/// only cut the hostile one off, and its SIGKILL reclaims everything it held.
+/// are counted and put back (the hostile one misses the sample that found them), and its
+/// SIGKILL reclaims everything it held.
 #[test]
 fn a_hostile_subscriber_cannot_free_twice_or_free_what_another_holds() {
     let scope = Scope::new("chhostsub");
@@ -106,8 +107,9 @@ fn a_hostile_subscriber_cannot_free_twice_or_free_what_another_holds() {
         publisher.violations() - before >= 2,
         "an impossible completion write and submission read are both counted"
     );
+    // Put back: the hostile subscriber's queue takes samples again (it does not receive them).
     for i in 13..18 {
-        lockstep(&publisher, &mut honest, i, 1);
+        lockstep(&publisher, &mut honest, i, 2);
     }
     hostile.kill();
     wait_subscribers(&publisher, 1);

@@ -368,8 +368,8 @@ pub fn assert_grew(before: &BTreeSet<String>, prefix: &str, size: usize) {
     );
 }
 
-const IDLE_WINDOWS: usize = 5;
-const IDLE_WINDOW: Duration = Duration::from_millis(400);
+const IDLE_WINDOWS: usize = 3;
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
 
 /// In the peer: blocks in `wait` (given the time left) for [`IDLE_WINDOWS`] windows of
 /// [`IDLE_WINDOW`] with nothing sent, and reports each window's CPU and wall time.

@@ -49,6 +49,7 @@
 pub mod allocator;
 pub mod backend;
 mod budget;
+pub mod channel;
 mod config;
 mod error;
 pub mod header;
@@ -63,6 +64,10 @@ mod view;
 pub use allocator::AllocatorKind;
 pub use backend::{FileBacked, PosixShm, ProcessLocal};
 pub use budget::{ByteBudget, SegmentBudget};
+pub use channel::{
+    ChannelError, Overflow, Publisher, PublisherBuilder, Sample, SampleMut, Subscriber,
+    SubscriberBuilder,
+};
 pub use config::{AccessMode, AllocationStrategy, Config, ContentPlacement};
 pub use error::{
     AllocError, CreateError, DeallocError, GrowError, ManageError, NameError, OpenError,

@@ -256,6 +256,12 @@ impl Memory {
         MAX_SEGMENTS
     }
 
+    /// Random per memory (as recorded in its header and segment trailers): tells this memory
+    /// from a later one created under the same name.
+    pub fn memory_id(&self) -> u64 {
+        self.memory_id
+    }
+
     /// The memory's name, without prefix or suffix.
     pub fn name(&self) -> &str {
         &self.name

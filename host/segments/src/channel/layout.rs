@@ -1,0 +1,372 @@
+//! The service's shared control object: a versioned, validated header followed by one slot per
+//! subscriber. A slot holds the subscriber's submission queue (entries the publisher sends)
+//! and completion queue (entries the subscriber returns), each index on its own cache line.
+//!
+//! ```text
+//!  ServiceHeader   immutable facts (line 0), membership counter and publisher waiters (line 1)
+//!  slot 0          control line | sub write | sub read | comp write | comp read | entries...
+//!  slot 1 ...
+//! ```
+//!
+//! Every field is an atomic, so any bytes a hostile peer writes are valid values; readers
+//! take only the immutable facts, once, and check every index and entry they use.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::ChannelError;
+use super::queue::{Entry, QueueRef};
+use crate::header::prefix_hash;
+
+/// "RESMEMCH".
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"RESMEMCH");
+/// Layout version of the control object; a subscriber refuses any other.
+pub const VERSION: u32 = 1;
+/// Cache line (with the adjacent-line prefetcher in mind).
+const LINE: usize = 128;
+/// Upper bounds of the builder values, so every size below fits comfortably.
+pub(crate) const MAX_SUBSCRIBERS: usize = 4096;
+pub(crate) const MAX_QUEUE: usize = 1 << 16;
+
+/// Slot states (low byte; the upper bits carry the occupant's generation).
+pub(crate) const SLOT_FREE: u64 = 0;
+pub(crate) const SLOT_ACTIVE: u64 = 2;
+pub(crate) const SLOT_LEFT: u64 = 3;
+
+/// Header of the control object.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct ServiceHeader {
+    magic: AtomicU64,
+    version: AtomicU32,
+    overflow: AtomicU32,
+    max_subscribers: AtomicU32,
+    buffer_size: AtomicU32,
+    completion_size: AtomicU32,
+    max_borrowed: AtomicU32,
+    slot_stride: AtomicU64,
+    total_size: AtomicU64,
+    prefix_hash: AtomicU64,
+    /// The data memory's id: binds this control object to the memory of the same name.
+    memory_id: AtomicU64,
+    /// Random per publisher: names its wake-up socket and its subscribers' lock objects.
+    epoch: AtomicU64,
+    publisher_pid: AtomicU32,
+    ready: AtomicU32,
+    /// Set by a publisher that dropped normally (a crashed one leaves it 0).
+    pub(crate) closed: AtomicU32,
+    /// What changes while the service runs, on its own cache line.
+    pub(crate) live: HeaderLive,
+}
+
+/// The mutable line of the header.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct HeaderLive {
+    /// Bumped by every subscriber that joins or leaves (or asks for a dead one's slot).
+    pub(crate) joins: AtomicU64,
+    /// Publisher threads blocked in `send` under `Overflow::Block`.
+    pub(crate) publisher_waiters: AtomicU32,
+    _pad1: u32,
+    /// Returned offsets the publisher refused (statistics, written by the publisher).
+    pub(crate) violations: AtomicU64,
+    /// Samples sent (statistics, written by the publisher).
+    pub(crate) sent: AtomicU64,
+}
+
+/// The subscriber-written control line of a slot.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct SlotControl {
+    /// `SLOT_*` in the low byte, occupant generation above.
+    pub(crate) state: AtomicU64,
+    /// Names the occupant's wake-up socket.
+    pub(crate) nonce: AtomicU64,
+    pub(crate) pid: AtomicU32,
+    /// Samples the occupant holds (statistics).
+    pub(crate) borrowed: AtomicU32,
+    /// Occupant threads waiting for data (the publisher wakes only when this is non-zero).
+    pub(crate) waiters: AtomicU32,
+}
+
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct Index(pub(crate) AtomicU64);
+
+/// Fixed part of a slot; the entries follow.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct SlotFixed {
+    pub(crate) control: SlotControl,
+    pub(crate) sub_write: Index,
+    pub(crate) sub_read: Index,
+    pub(crate) comp_write: Index,
+    pub(crate) comp_read: Index,
+}
+
+const HEADER_SIZE: usize = size_of::<ServiceHeader>();
+
+/// Sizes of a control object, derived from the builder values only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Subscriber slots.
+    pub max_subscribers: usize,
+    /// Submission queue capacity per subscriber.
+    pub buffer_size: usize,
+    /// Most samples a subscriber holds after receiving them.
+    pub max_borrowed: usize,
+    /// Completion queue capacity: everything a subscriber can hold at once.
+    pub completion_size: usize,
+    /// Bytes per slot.
+    pub slot_stride: usize,
+    /// Bytes of the whole control object.
+    pub total_size: usize,
+}
+
+impl Geometry {
+    pub(crate) fn new(
+        max_subscribers: usize,
+        buffer_size: usize,
+        max_borrowed: usize,
+    ) -> Result<Self, ChannelError> {
+        if !(1..=MAX_SUBSCRIBERS).contains(&max_subscribers) {
+            return Err(ChannelError::InvalidConfig(
+                "max_subscribers must be 1..=4096",
+            ));
+        }
+        if !(1..=MAX_QUEUE).contains(&buffer_size) {
+            return Err(ChannelError::InvalidConfig("buffer_size must be 1..=65536"));
+        }
+        if !(1..=MAX_QUEUE).contains(&max_borrowed) {
+            return Err(ChannelError::InvalidConfig(
+                "max_borrowed must be 1..=65536",
+            ));
+        }
+        let completion_size = buffer_size + max_borrowed;
+        let slot_stride = (size_of::<SlotFixed>()
+            + (buffer_size + completion_size) * size_of::<Entry>())
+        .next_multiple_of(LINE);
+        let total_size = HEADER_SIZE + max_subscribers * slot_stride;
+        Ok(Self {
+            max_subscribers,
+            buffer_size,
+            max_borrowed,
+            completion_size,
+            slot_stride,
+            total_size,
+        })
+    }
+}
+
+/// Immutable facts of a service, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// Sizes.
+    pub geometry: Geometry,
+    /// Overflow policy code (0 drop oldest, 1 drop newest, 2 block).
+    pub overflow: u32,
+    /// Id of the service's memory.
+    pub memory_id: u64,
+    /// Random per publisher.
+    pub epoch: u64,
+    /// The publisher's pid at creation (informational).
+    pub publisher_pid: u32,
+}
+
+/// A mapped control object. Holds no lifetime: the owner of the mapping keeps it alive (and
+/// it is not `Clone`, so it cannot outlive that owner by a copy).
+#[derive(Debug)]
+pub(crate) struct Control {
+    base: *mut u8,
+    geometry: Geometry,
+}
+
+// SAFETY: Control is an address of shared memory made of atomics only; every access is atomic.
+unsafe impl Send for Control {}
+// SAFETY: as for Send.
+unsafe impl Sync for Control {}
+
+impl Control {
+    /// # Safety
+    /// `base` must be 128-byte aligned (page aligned mappings are), valid for
+    /// `geometry.total_size` bytes and stay mapped while the value is used.
+    pub(crate) unsafe fn new(base: *mut u8, geometry: Geometry) -> Self {
+        Self { base, geometry }
+    }
+
+    pub(crate) fn header(&self) -> &ServiceHeader {
+        // SAFETY: the mapping starts with the header (Control::new's contract); all fields are
+        // atomics, valid for any bytes.
+        unsafe { &*(self.base as *const ServiceHeader) }
+    }
+
+    fn slot_base(&self, k: usize) -> *mut u8 {
+        assert!(k < self.geometry.max_subscribers, "slot index out of range");
+        self.base
+            .wrapping_add(HEADER_SIZE)
+            .wrapping_add(k * self.geometry.slot_stride)
+    }
+
+    pub(crate) fn slot(&self, k: usize) -> &SlotFixed {
+        // SAFETY: slot k lies inside total_size (k < max_subscribers, checked above); a slot
+        // starts at a multiple of 128 and is made of atomics.
+        unsafe { &*(self.slot_base(k) as *const SlotFixed) }
+    }
+
+    fn entries(&self, k: usize, first: usize, count: usize) -> &[Entry] {
+        let at = self
+            .slot_base(k)
+            .wrapping_add(size_of::<SlotFixed>() + first * size_of::<Entry>());
+        // SAFETY: first + count <= buffer_size + completion_size entries follow the fixed part
+        // inside the slot's stride; Entry is two atomics, valid for any bytes, 8-aligned.
+        unsafe { std::slice::from_raw_parts(at as *const Entry, count) }
+    }
+
+    /// Subscriber `k`'s submission queue.
+    pub(crate) fn submission(&self, k: usize) -> QueueRef<'_, AtomicU64> {
+        let slot = self.slot(k);
+        QueueRef::new(
+            &slot.sub_write.0,
+            &slot.sub_read.0,
+            self.entries(k, 0, self.geometry.buffer_size),
+        )
+    }
+
+    /// Subscriber `k`'s completion queue.
+    pub(crate) fn completion(&self, k: usize) -> QueueRef<'_, AtomicU64> {
+        let slot = self.slot(k);
+        QueueRef::new(
+            &slot.comp_write.0,
+            &slot.comp_read.0,
+            self.entries(k, self.geometry.buffer_size, self.geometry.completion_size),
+        )
+    }
+
+    /// Writes the immutable facts (the object is fresh and zero-filled) and marks it ready.
+    pub(crate) fn init(&self, facts: &Facts, prefix: &str) {
+        let h = self.header();
+        let g = &facts.geometry;
+        h.version.store(VERSION, Ordering::Relaxed);
+        h.overflow.store(facts.overflow, Ordering::Relaxed);
+        h.max_subscribers
+            .store(g.max_subscribers as u32, Ordering::Relaxed);
+        h.buffer_size.store(g.buffer_size as u32, Ordering::Relaxed);
+        h.completion_size
+            .store(g.completion_size as u32, Ordering::Relaxed);
+        h.max_borrowed
+            .store(g.max_borrowed as u32, Ordering::Relaxed);
+        h.slot_stride.store(g.slot_stride as u64, Ordering::Relaxed);
+        h.total_size.store(g.total_size as u64, Ordering::Relaxed);
+        h.prefix_hash.store(prefix_hash(prefix), Ordering::Relaxed);
+        h.memory_id.store(facts.memory_id, Ordering::Relaxed);
+        h.epoch.store(facts.epoch, Ordering::Relaxed);
+        h.publisher_pid
+            .store(facts.publisher_pid, Ordering::Relaxed);
+        h.magic.store(MAGIC, Ordering::Relaxed);
+        h.ready.store(1, Ordering::Release);
+    }
+}
+
+/// What a reader of a control object found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validated {
+    /// The publisher has not finished creating it.
+    NotReady,
+    /// A complete, consistent header.
+    Ready(Facts),
+}
+
+/// Validates the header at the start of `bytes` (a whole mapped control object): magic,
+/// version, every size recomputed from the builder values, the prefix it was created under.
+/// Reads each field once; never reads past `bytes`.
+///
+/// # Safety
+/// `ptr` must be valid for reads of `len` bytes while this runs (others may write them).
+pub(crate) unsafe fn validate_raw(
+    ptr: *const u8,
+    len: usize,
+    prefix: &str,
+) -> Result<Validated, ChannelError> {
+    if len < HEADER_SIZE || !(ptr as usize).is_multiple_of(LINE) {
+        return Err(ChannelError::Corrupted);
+    }
+    // SAFETY: aligned and long enough for the header (checked above, the rest is the caller's
+    // promise); atomics accept any bytes.
+    let h = unsafe { &*(ptr as *const ServiceHeader) };
+    if h.ready.load(Ordering::Acquire) != 1 {
+        return Ok(Validated::NotReady);
+    }
+    if h.magic.load(Ordering::Relaxed) != MAGIC {
+        return Err(ChannelError::Corrupted);
+    }
+    if h.version.load(Ordering::Relaxed) != VERSION {
+        return Err(ChannelError::IncompatibleVersion);
+    }
+    let geometry = Geometry::new(
+        h.max_subscribers.load(Ordering::Relaxed) as usize,
+        h.buffer_size.load(Ordering::Relaxed) as usize,
+        h.max_borrowed.load(Ordering::Relaxed) as usize,
+    )
+    .map_err(|_| ChannelError::Corrupted)?;
+    let consistent = h.completion_size.load(Ordering::Relaxed) as usize == geometry.completion_size
+        && h.slot_stride.load(Ordering::Relaxed) == geometry.slot_stride as u64
+        && h.total_size.load(Ordering::Relaxed) == geometry.total_size as u64
+        && geometry.total_size <= len;
+    if !consistent {
+        return Err(ChannelError::Corrupted);
+    }
+    if h.prefix_hash.load(Ordering::Relaxed) != prefix_hash(prefix) {
+        // Another namespace's service seen through a nested prefix.
+        return Err(ChannelError::DoesNotExist);
+    }
+    let overflow = h.overflow.load(Ordering::Relaxed);
+    if overflow > 2 {
+        return Err(ChannelError::Corrupted);
+    }
+    Ok(Validated::Ready(Facts {
+        geometry,
+        overflow,
+        memory_id: h.memory_id.load(Ordering::Relaxed),
+        epoch: h.epoch.load(Ordering::Relaxed),
+        publisher_pid: h.publisher_pid.load(Ordering::Relaxed),
+    }))
+}
+
+/// [`validate_raw`] on bytes the caller owns (the fuzz target's entry point): the header is
+/// read from a 128-byte aligned copy.
+pub fn validate(bytes: &[u8], prefix: &str) -> Result<Validated, ChannelError> {
+    let mut aligned = vec![Line([0; LINE]); bytes.len().div_ceil(LINE)];
+    let len = bytes.len();
+    let base = aligned.as_mut_ptr() as *mut u8;
+    // SAFETY: `aligned` has at least `len` bytes and does not overlap `bytes`.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base, len) };
+    // SAFETY: `aligned` lives until the end of this function and holds `len` bytes.
+    unsafe { validate_raw(base, len, prefix) }
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(128))]
+struct Line([u8; LINE]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_cache_line_multiples() {
+        assert_eq!(HEADER_SIZE, 2 * LINE);
+        assert_eq!(size_of::<SlotFixed>(), 5 * LINE);
+        let g = Geometry::new(8, 16, 8).unwrap();
+        assert_eq!(g.completion_size, 24);
+        assert_eq!(g.slot_stride, 5 * LINE + 40 * 16);
+        assert_eq!(g.total_size, HEADER_SIZE + 8 * g.slot_stride);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert!(Geometry::new(0, 16, 8).is_err());
+        assert!(Geometry::new(8, 0, 8).is_err());
+        assert!(Geometry::new(8, 16, 0).is_err());
+        assert!(Geometry::new(MAX_SUBSCRIBERS + 1, 16, 8).is_err());
+        assert!(Geometry::new(8, MAX_QUEUE + 1, 8).is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! Wake-ups: every party binds a unix datagram socket in the abstract namespace, named from a
+//! random nonce it publishes in the control object. A waiter announces itself in a shared
+//! counter, re-checks its condition and sleeps in `poll(2)`; the other side, after a SeqCst
+//! fence, sends one byte only when the counter is non-zero, so a busy party pays no syscall.
+//! A file descriptor (not a futex) so that `tokio::io::unix::AsyncFd` and a host's
+//! `wasi:io/poll` pollables can wait on the same thing.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::time::Duration;
+
+/// The abstract socket name of nonce `nonce` (`role` tells publisher and subscriber apart).
+pub(crate) fn address(nonce: u64, role: char) -> io::Result<SocketAddr> {
+    SocketAddr::from_abstract_name(format!("resmem.{nonce:016x}.{role}").as_bytes())
+}
+
+/// A bound, non-blocking wake-up socket.
+#[derive(Debug)]
+pub(crate) struct Notifier {
+    socket: UnixDatagram,
+}
+
+impl Notifier {
+    /// Binds a fresh socket; draws nonces until one is free. Returns it and its nonce.
+    pub(crate) fn bind(role: char) -> io::Result<(Self, u64)> {
+        let mut last = None;
+        for _ in 0..16 {
+            let nonce = super::nonce();
+            match UnixDatagram::bind_addr(&address(nonce, role)?) {
+                Ok(socket) => {
+                    socket.set_nonblocking(true)?;
+                    return Ok((Self { socket }, nonce));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free socket name")))
+    }
+
+    /// Sends one wake-up byte; a full or vanished receiver is not an error (it either has
+    /// wake-ups pending or is gone, which liveness probes find).
+    pub(crate) fn wake(&self, to: &SocketAddr) -> bool {
+        self.socket.send_to_addr(&[1], to).is_ok()
+    }
+
+    /// Waits until a wake-up arrives or `timeout` passes; drains what arrived.
+    pub(crate) fn wait(&self, timeout: Duration) {
+        // Rounded up to whole milliseconds: a 0 ms poll would spin for shorter timeouts.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as u32;
+        let timeout = nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
+        let mut fds = [nix::poll::PollFd::new(
+            self.socket.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        // EINTR or readiness: either way the caller re-checks its condition.
+        let _ = nix::poll::poll(&mut fds, timeout);
+        self.drain();
+    }
+
+    /// Discards pending wake-ups.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 16];
+        while self.socket.recv(&mut buf).is_ok() {}
+    }
+
+    /// A second handle on the socket (for registering with a reactor).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn try_clone(&self) -> io::Result<UnixDatagram> {
+        self.socket.try_clone()
+    }
+}
+
+/// Announces a waiter in `counter` for as long as it lives (also when a future is dropped).
+pub(crate) struct WaiterGuard<'a>(&'a AtomicU32);
+
+impl<'a> WaiterGuard<'a> {
+    /// Counts us in, then fences: the caller re-checks its condition after this.
+    pub(crate) fn enter(counter: &'a AtomicU32) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The waker's side of the handshake: after publishing its change, whether anybody waits.
+pub(crate) fn anybody_waiting(counter: &AtomicU32) -> bool {
+    fence(Ordering::SeqCst);
+    counter.load(Ordering::Relaxed) != 0
+}

@@ -1,0 +1,545 @@
+//! The publisher: owns the service's control object and memory, loans chunks, delivers
+//! offsets and frees what comes back.
+
+mod links;
+
+use std::alloc::Layout;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::layout::{Control, Facts, Geometry};
+use super::names;
+use super::notify::Notifier;
+use super::records::{Records, Release};
+use super::{ChannelError, MAX_SAMPLE_LEN, MAX_SAMPLES, Overflow, error::io_error};
+use crate::backend::{CreateOptions, Mapping, page_size};
+use crate::{AllocError, AllocationStrategy, Config, Memory, PointerOffset, ShmPointer};
+
+use links::{Conn, Push};
+
+/// How often `create` with `reclaim_stale` removes a stale service and tries again.
+const RECLAIM_ATTEMPTS: usize = 4;
+
+/// Configures and creates a [`Publisher`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `create` is called"]
+pub struct PublisherBuilder {
+    service: String,
+    config: Config,
+    max_subscribers: usize,
+    buffer_size: usize,
+    max_loans: usize,
+    max_borrowed: usize,
+    overflow: Overflow,
+    chunk_layout: Option<Layout>,
+    chunks: Option<usize>,
+    strategy: AllocationStrategy,
+    reclaim_stale: bool,
+}
+
+impl PublisherBuilder {
+    /// Where the service's objects live and how they are named.
+    pub fn config(mut self, config: &Config) -> Self {
+        self.config = config.clone();
+        self
+    }
+
+    /// Most subscribers at once. Default: 8.
+    pub fn max_subscribers(mut self, n: usize) -> Self {
+        self.max_subscribers = n;
+        self
+    }
+
+    /// Queue length per subscriber. Default: 16.
+    pub fn buffer_size(mut self, n: usize) -> Self {
+        self.buffer_size = n;
+        self
+    }
+
+    /// Most unsent loans at once. Default: 16.
+    pub fn max_loans(mut self, n: usize) -> Self {
+        self.max_loans = n;
+        self
+    }
+
+    /// Most received samples a subscriber holds at once. Default: 8.
+    pub fn max_borrowed(mut self, n: usize) -> Self {
+        self.max_borrowed = n;
+        self
+    }
+
+    /// What `send` does when a subscriber's queue is full. Default: [`Overflow::DropOldest`].
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// The largest sample expected; sizes the first segment. Default: 64 bytes.
+    pub fn max_chunk_layout_hint(mut self, layout: Layout) -> Self {
+        self.chunk_layout = Some(layout);
+        self
+    }
+
+    /// Samples expected at once; sizes the first segment. Default: every sample that can be
+    /// in flight (`max_loans + max_subscribers * (buffer_size + max_borrowed)`).
+    pub fn max_number_of_chunks_hint(mut self, n: usize) -> Self {
+        self.chunks = Some(n);
+        self
+    }
+
+    /// How a new segment is sized when a sample does not fit. Default: power of two.
+    pub fn allocation_strategy(mut self, strategy: AllocationStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Take over a service whose publisher died (its objects are removed first), as
+    /// [`MemoryBuilder::reclaim_stale`](crate::MemoryBuilder::reclaim_stale) does for
+    /// memories. A live publisher's service is never taken. Default: off.
+    pub fn reclaim_stale(mut self, reclaim: bool) -> Self {
+        self.reclaim_stale = reclaim;
+        self
+    }
+
+    /// Creates the control object and the memory. `AlreadyExists` when the service has a
+    /// publisher (or a stale one, unless `reclaim_stale`), or a plain memory has the name.
+    pub fn create(self) -> Result<Publisher, ChannelError> {
+        names::validate(&self.service, &self.config)?;
+        let geometry = Geometry::new(self.max_subscribers, self.buffer_size, self.max_borrowed)?;
+        if self.max_loans == 0 || self.max_loans > MAX_SAMPLES {
+            return Err(ChannelError::InvalidConfig("max_loans must be 1..=2^24"));
+        }
+        let in_flight = geometry
+            .max_subscribers
+            .checked_mul(geometry.completion_size)
+            .and_then(|n| n.checked_add(self.max_loans))
+            .filter(|&n| n <= MAX_SAMPLES)
+            .ok_or(ChannelError::InvalidConfig(
+                "max_loans + max_subscribers * (buffer_size + max_borrowed) exceeds 2^24",
+            ))?;
+        if !self.reclaim_stale {
+            return self.create_once(geometry, in_flight);
+        }
+        for _ in 0..RECLAIM_ATTEMPTS {
+            match self.create_once(geometry, in_flight) {
+                Err(ChannelError::AlreadyExists) => {}
+                other => return other,
+            }
+            match super::remove_stale_service(&self.service, &self.config)? {
+                crate::StaleRemoval::OwnerAlive => return Err(ChannelError::AlreadyExists),
+                crate::StaleRemoval::Removed | crate::StaleRemoval::NotFound => {}
+            }
+        }
+        Err(ChannelError::AlreadyExists)
+    }
+
+    fn create_once(&self, geometry: Geometry, in_flight: usize) -> Result<Publisher, ChannelError> {
+        let backend = self.config.get_backend();
+        let control_name = names::control_name(&self.service, &self.config);
+        let size = geometry.total_size.next_multiple_of(page_size());
+        let mapping = backend
+            .create(
+                &control_name,
+                size,
+                &CreateOptions {
+                    permissions: self.config.get_permissions(),
+                    prefault: false,
+                    lock_exclusive: true,
+                },
+            )
+            .map_err(|e| io_error(&e, "creating the control object"))?;
+        // Until the publisher exists, a failure removes the control object again.
+        let remove_on_error = RemoveOnError {
+            config: &self.config,
+            name: &control_name,
+            armed: true,
+        };
+        let memory = Memory::builder(&self.service)
+            .config(&self.config)
+            .max_chunk_layout_hint(self.chunk_layout.unwrap_or(DEFAULT_CHUNK))
+            .max_number_of_chunks_hint(self.chunks.unwrap_or(in_flight).max(1))
+            .allocation_strategy(self.strategy)
+            .reclaim_stale(self.reclaim_stale)
+            .create()?;
+        let (notifier, epoch) =
+            Notifier::bind('p').map_err(|e| io_error(&e, "binding the wake-up socket"))?;
+        let facts = Facts {
+            geometry,
+            overflow: self.overflow.code(),
+            memory_id: memory.memory_id(),
+            epoch,
+            publisher_pid: std::process::id(),
+        };
+        // SAFETY: the mapping is page aligned, at least total_size long, and kept in the
+        // publisher next to `control` for as long as the publisher lives.
+        let control = unsafe { Control::new(mapping.as_ptr(), geometry) };
+        control.init(&facts, self.config.get_prefix());
+        remove_on_error.disarm();
+        let per_subscriber = geometry.completion_size;
+        Ok(Publisher {
+            service: self.service.clone(),
+            config: self.config.clone(),
+            control,
+            mapping,
+            memory,
+            facts,
+            overflow: self.overflow,
+            notifier,
+            next_probe: AtomicU64::new(0),
+            state: Mutex::new(State {
+                records: Records::new(self.max_loans, geometry.max_subscribers, per_subscriber),
+                subs: (0..geometry.max_subscribers)
+                    .map(|_| Conn::detached(geometry.buffer_size))
+                    .collect(),
+                joins_seen: 0,
+            }),
+        })
+    }
+}
+
+const DEFAULT_CHUNK: Layout = match Layout::from_size_align(64, 8) {
+    Ok(layout) => layout,
+    Err(_) => panic!("64/8 is a valid layout"),
+};
+
+struct RemoveOnError<'a> {
+    config: &'a Config,
+    name: &'a str,
+    armed: bool,
+}
+
+impl RemoveOnError<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for RemoveOnError<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.config.get_backend().remove(self.name);
+        }
+    }
+}
+
+/// The publisher's private state, behind one lock.
+#[derive(Debug)]
+struct State {
+    records: Records,
+    subs: Vec<Conn>,
+    joins_seen: u64,
+}
+
+/// The sending side of a service. `Send + Sync`: every method takes `&self`.
+#[derive(Debug)]
+pub struct Publisher {
+    service: String,
+    config: Config,
+    control: Control,
+    /// Maps `control` and holds the service's owner lock; dropped after everything else.
+    mapping: Mapping,
+    memory: Memory,
+    facts: Facts,
+    overflow: Overflow,
+    notifier: Notifier,
+    /// Coarse-clock deadline (ms) of the next liveness probe.
+    next_probe: AtomicU64,
+    state: Mutex<State>,
+}
+
+impl Publisher {
+    /// A builder for a publisher of `service` (a memory name: no `/`, NUL or `..`).
+    pub fn builder(service: &str) -> PublisherBuilder {
+        PublisherBuilder {
+            service: service.to_owned(),
+            config: Config::default(),
+            max_subscribers: 8,
+            buffer_size: 16,
+            max_loans: 16,
+            max_borrowed: 8,
+            overflow: Overflow::default(),
+            chunk_layout: None,
+            chunks: None,
+            strategy: AllocationStrategy::default(),
+            reclaim_stale: false,
+        }
+    }
+
+    /// The service name.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The memory the samples are chunks of.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
+    /// The overflow policy.
+    pub fn overflow(&self) -> Overflow {
+        self.overflow
+    }
+
+    /// Subscribers connected now (after taking in joins and leaves).
+    pub fn number_of_subscribers(&self) -> usize {
+        let mut freed = Vec::new();
+        let count = {
+            let mut state = self.lock();
+            self.maintain(&mut state, &mut freed);
+            state.subs.iter().filter(|c| c.attached).count()
+        };
+        self.free(freed);
+        count
+    }
+
+    /// Checks every subscriber's liveness now and reclaims what dead ones held (this also
+    /// happens on its own within [`PROBE_INTERVAL`](super::PROBE_INTERVAL) of activity).
+    /// Returns how many subscribers are connected.
+    pub fn update_connections(&self) -> usize {
+        let mut freed = Vec::new();
+        let count = {
+            let mut state = self.lock();
+            self.scan(&mut state, &mut freed, true);
+            self.maintain(&mut state, &mut freed);
+            state.subs.iter().filter(|c| c.attached).count()
+        };
+        self.free(freed);
+        count
+    }
+
+    /// Returned entries refused so far (a subscriber returned a sample twice, one it never
+    /// got, or scribbled its queue indices).
+    pub fn violations(&self) -> u64 {
+        self.control
+            .header()
+            .live
+            .violations
+            .load(Ordering::Relaxed)
+    }
+
+    /// Loans a chunk of `layout`; the memory grows when it does not fit. Dropping the
+    /// sample unsent returns it.
+    pub fn loan(&self, layout: Layout) -> Result<SampleMut<'_>, ChannelError> {
+        if layout.size() > MAX_SAMPLE_LEN {
+            return Err(ChannelError::Alloc(AllocError::SizeTooLarge));
+        }
+        let mut freed = Vec::new();
+        let idx = {
+            let mut state = self.lock();
+            self.maintain(&mut state, &mut freed);
+            state.records.loan()
+        };
+        self.free(freed);
+        let idx = idx.ok_or(ChannelError::LoanLimitReached)?;
+        // Chunks cannot be empty; a zero-sized loan still has an offset.
+        let request = Layout::from_size_align(layout.size().max(1), layout.align())
+            .map_err(|_| ChannelError::Alloc(AllocError::SizeTooLarge))?;
+        let chunk = match self.memory.allocate(request) {
+            Ok(chunk) => Ok(chunk),
+            Err(AllocError::OutOfMemory | AllocError::QuotaExceeded) => {
+                // Short of memory: dead subscribers may hold it.
+                let mut freed = Vec::new();
+                {
+                    let mut state = self.lock();
+                    self.scan(&mut state, &mut freed, true);
+                }
+                let reclaimed = !freed.is_empty();
+                self.free(freed);
+                if reclaimed {
+                    self.memory.allocate(request)
+                } else {
+                    Err(AllocError::OutOfMemory)
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match chunk {
+            Ok(chunk) => Ok(SampleMut {
+                publisher: self,
+                idx,
+                chunk,
+                capacity: layout.size(),
+                len: layout.size(),
+                bad_len: None,
+                sent: false,
+            }),
+            Err(e) => {
+                self.lock().records.cancel_loan(idx);
+                Err(ChannelError::Alloc(e))
+            }
+        }
+    }
+
+    /// Loans a chunk of `data.len()` bytes (8-aligned), copies `data` into it and sends it.
+    pub fn send_copy(&self, data: &[u8]) -> Result<usize, ChannelError> {
+        let layout = Layout::from_size_align(data.len(), 8)
+            .map_err(|_| ChannelError::Alloc(AllocError::SizeTooLarge))?;
+        let mut sample = self.loan(layout)?;
+        sample.payload_mut().copy_from_slice(data);
+        sample.send()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Frees chunks whose last holder is gone (outside the state lock).
+    fn free(&self, freed: Vec<u64>) {
+        for offset in freed {
+            let result = self.memory.try_deallocate(PointerOffset::from_u64(offset));
+            debug_assert!(
+                result.is_ok(),
+                "the record freed a chunk that is not allocated"
+            );
+        }
+    }
+
+    fn cancel(&self, idx: u32, offset: PointerOffset) {
+        self.lock().records.cancel_loan(idx);
+        let result = self.memory.try_deallocate(offset);
+        debug_assert!(result.is_ok(), "a loan's chunk is allocated");
+    }
+
+    fn send_sample(&self, idx: u32, offset: PointerOffset, len: usize) -> usize {
+        let mut freed = Vec::new();
+        let mut state = self.lock();
+        self.maintain(&mut state, &mut freed);
+        state.records.begin_send(idx, offset.as_u64());
+        let mut delivered = 0;
+        let mut k = 0;
+        while k < state.subs.len() {
+            if !state.subs[k].attached {
+                k += 1;
+                continue;
+            }
+            match self.push(&mut state, k, idx, offset, len, &mut freed) {
+                Push::Delivered => {
+                    delivered += 1;
+                    k += 1;
+                }
+                Push::Skipped => k += 1,
+                // Retries k when the subscriber made room (or was reclaimed).
+                Push::Full => state = self.block_on(state, k, &mut freed),
+            }
+        }
+        if let Release::Freed(offset) = state.records.end_send(idx) {
+            freed.push(offset);
+        }
+        self.control
+            .header()
+            .live
+            .sent
+            .fetch_add(1, Ordering::Relaxed);
+        if delivered > 0 {
+            self.wake_waiting(&state);
+        }
+        drop(state);
+        self.free(freed);
+        delivered
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        // Subscribers drain what is queued, then see PublisherGone.
+        self.control.header().closed.store(1, Ordering::Release);
+        let state = self.lock();
+        for conn in state.subs.iter().filter(|c| c.attached) {
+            if let Some(address) = &conn.address {
+                self.notifier.wake(address);
+            }
+        }
+        drop(state);
+        let backend = self.config.get_backend();
+        let name = names::control_name(&self.service, &self.config);
+        if backend
+            .is_same_object(&name, &self.mapping)
+            .unwrap_or(false)
+        {
+            let _ = backend.remove(&name);
+        }
+        // The memory removes its own objects when it drops after this.
+    }
+}
+
+/// A loaned chunk, written in place and then sent. Dropping it unsent returns the chunk.
+#[derive(Debug)]
+#[must_use = "a loan is returned unsent when dropped"]
+pub struct SampleMut<'a> {
+    publisher: &'a Publisher,
+    idx: u32,
+    chunk: ShmPointer,
+    capacity: usize,
+    len: usize,
+    bad_len: Option<usize>,
+    sent: bool,
+}
+
+impl SampleMut<'_> {
+    /// The bytes that will be sent (the whole loan until [`SampleMut::set_len`]).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the chunk is allocated for at least `capacity >= len` bytes and belongs to
+        // this loan alone until it is sent (no subscriber has its offset yet).
+        unsafe { std::slice::from_raw_parts_mut(self.chunk.data_ptr, self.len) }
+    }
+
+    /// The bytes that will be sent.
+    pub fn payload(&self) -> &[u8] {
+        // SAFETY: as for payload_mut; shared access through &self.
+        unsafe { std::slice::from_raw_parts(self.chunk.data_ptr, self.len) }
+    }
+
+    /// The chunk's offset, the same in every process.
+    pub fn offset(&self) -> PointerOffset {
+        self.chunk.offset
+    }
+
+    /// Bytes that will be sent.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no byte will be sent.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes loaned.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sends only the first `len` bytes. More than loaned is refused: `len()` stays as it was
+    /// and `send` fails with [`ChannelError::InvalidLength`] (returning the chunk).
+    pub fn set_len(&mut self, len: usize) {
+        if len <= self.capacity {
+            self.len = len;
+            self.bad_len = None;
+        } else {
+            self.bad_len = Some(len);
+        }
+    }
+
+    /// Delivers the sample to every connected subscriber; returns how many got it. With no
+    /// subscriber, the chunk is freed at once.
+    pub fn send(mut self) -> Result<usize, ChannelError> {
+        if let Some(len) = self.bad_len {
+            return Err(ChannelError::InvalidLength {
+                len,
+                capacity: self.capacity,
+            });
+        }
+        self.sent = true;
+        Ok(self
+            .publisher
+            .send_sample(self.idx, self.chunk.offset, self.len))
+    }
+}
+
+impl Drop for SampleMut<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.publisher.cancel(self.idx, self.chunk.offset);
+        }
+    }
+}

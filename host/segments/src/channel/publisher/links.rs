@@ -1,0 +1,312 @@
+//! The publisher's side of each subscriber slot: joining and leaving, liveness probes,
+//! delivery into the submission queue, returns from the completion queue, reclaim.
+
+use std::os::unix::net::SocketAddr;
+use std::sync::MutexGuard;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::super::layout::{SLOT_ACTIVE, SLOT_FREE};
+use super::super::notify::{WaiterGuard, address};
+use super::super::records::Release;
+use super::super::{Overflow, PROBE_INTERVAL, coarse_now_ms, names, pack};
+use super::{Publisher, State};
+use crate::PointerOffset;
+
+/// Longest wait of a blocked `send` before it checks the subscriber's liveness again.
+const BLOCK_SLICE: Duration = Duration::from_millis(10);
+
+/// What the publisher knows of one slot, from its own bookkeeping only.
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub(super) attached: bool,
+    /// The slot's state word when the occupant joined.
+    state_word: u64,
+    pub(super) address: Option<SocketAddr>,
+    /// Producer index of the submission queue.
+    write: u64,
+    /// Sample index at each ring position (the truth, whatever the shared entries say).
+    shadow: Vec<u32>,
+    /// Consumer index of the completion queue.
+    comp_read: u64,
+}
+
+impl Conn {
+    pub(super) fn detached(buffer_size: usize) -> Self {
+        Self {
+            attached: false,
+            state_word: 0,
+            address: None,
+            write: 0,
+            shadow: vec![0; buffer_size],
+            comp_read: 0,
+        }
+    }
+}
+
+/// What keeps joiners off a slot while it is reclaimed.
+enum Held {
+    Lock(#[allow(dead_code)] crate::backend::ObjectLock),
+    Created(#[allow(dead_code)] crate::backend::Mapping),
+}
+
+/// The outcome of one delivery attempt.
+pub(super) enum Push {
+    Delivered,
+    /// Not delivered (`DropNewest`, or a queue whose indices are impossible).
+    Skipped,
+    /// `Overflow::Block` and the subscriber holds all it may.
+    Full,
+}
+
+impl Publisher {
+    /// Per call: takes in joins and leaves, probes liveness when due, takes returned samples.
+    pub(super) fn maintain(&self, state: &mut State, freed: &mut Vec<u64>) {
+        let joins = self.control.header().live.joins.load(Ordering::Acquire);
+        let now = coarse_now_ms();
+        if joins != state.joins_seen {
+            state.joins_seen = joins;
+            // A join, a leave or a request for a dead subscriber's slot: look at every slot.
+            self.scan(state, freed, true);
+        } else if now >= self.next_probe.load(Ordering::Relaxed) {
+            self.scan(state, freed, true);
+        }
+        for k in 0..state.subs.len() {
+            if state.subs[k].attached {
+                self.take_returns(state, k, freed);
+            }
+        }
+    }
+
+    /// Looks at every slot: attaches new occupants, reclaims dead (with `probe`) or departed
+    /// ones, frees slots whose never-attached occupant is gone.
+    pub(super) fn scan(&self, state: &mut State, freed: &mut Vec<u64>, probe: bool) {
+        self.next_probe.store(
+            coarse_now_ms() + PROBE_INTERVAL.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        for k in 0..state.subs.len() {
+            let word = self.control.slot(k).control.state.load(Ordering::Acquire);
+            let conn = &state.subs[k];
+            if conn.attached {
+                let changed = word != conn.state_word;
+                if changed && word & 0xff == SLOT_ACTIVE && self.occupant_alive(k) {
+                    // A new occupant took over a slot its predecessor left normally: the
+                    // queues and the record go on as they are.
+                    self.reattach(state, k, word);
+                } else if (changed || probe) && !self.occupant_alive(k) {
+                    self.reclaim(state, k, freed);
+                }
+            } else if word & 0xff == SLOT_ACTIVE {
+                if self.occupant_alive(k) {
+                    self.attach(state, k, word);
+                } else {
+                    self.reclaim(state, k, freed);
+                }
+            } else if word != SLOT_FREE && !self.occupant_alive(k) {
+                self.reclaim(state, k, freed);
+            }
+        }
+    }
+
+    fn reattach(&self, state: &mut State, k: usize, word: u64) {
+        let nonce = self.control.slot(k).control.nonce.load(Ordering::Acquire);
+        let conn = &mut state.subs[k];
+        conn.state_word = word;
+        conn.address = address(nonce, 's').ok();
+    }
+
+    fn attach(&self, state: &mut State, k: usize, word: u64) {
+        let nonce = self.control.slot(k).control.nonce.load(Ordering::Acquire);
+        let conn = &mut state.subs[k];
+        conn.attached = true;
+        conn.state_word = word;
+        conn.address = address(nonce, 's').ok();
+        conn.write = 0;
+        conn.comp_read = 0;
+    }
+
+    /// Whether slot `k`'s lock object is held. An error other than "not found" counts as
+    /// alive: nothing is reclaimed on a guess.
+    pub(super) fn occupant_alive(&self, k: usize) -> bool {
+        let name = names::lock_name(&self.service, self.facts.epoch, k, &self.config);
+        match self.config.get_backend().is_locked(&name) {
+            Ok(locked) => locked,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        }
+    }
+
+    /// Slot `k`'s occupant is gone: releases everything it held, resets the slot, frees it.
+    /// Holds the slot's lock object meanwhile (the dead occupant's, or one it creates), so
+    /// no joiner takes the slot while it is being reset.
+    fn reclaim(&self, state: &mut State, k: usize, freed: &mut Vec<u64>) {
+        let backend = self.config.get_backend();
+        let name = names::lock_name(&self.service, self.facts.epoch, k, &self.config);
+        let held = match backend.try_lock(&name) {
+            Ok(Some(lock)) => Held::Lock(lock),
+            // Alive after all (or a joiner is taking the slot): not now.
+            Ok(None) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match backend.create(
+                    &name,
+                    crate::backend::page_size(),
+                    &crate::backend::CreateOptions {
+                        permissions: self.config.get_permissions(),
+                        prefault: false,
+                        lock_exclusive: true,
+                    },
+                ) {
+                    Ok(mapping) => Held::Created(mapping),
+                    // A joiner created it first: it decides what the slot is now.
+                    Err(_) => return,
+                }
+            }
+            Err(_) => return,
+        };
+        freed.extend(state.records.release_all(k));
+        self.control.submission(k).reset();
+        self.control.completion(k).reset();
+        let slot = &self.control.slot(k).control;
+        slot.waiters.store(0, Ordering::Relaxed);
+        slot.borrowed.store(0, Ordering::Relaxed);
+        slot.nonce.store(0, Ordering::Relaxed);
+        slot.pid.store(0, Ordering::Relaxed);
+        slot.state.store(SLOT_FREE, Ordering::Release);
+        state.subs[k] = super::Conn::detached(self.facts.geometry.buffer_size);
+        let _ = backend.remove(&name);
+        drop(held);
+    }
+
+    /// Takes subscriber `k`'s returned samples; refuses (and counts) every entry the record
+    /// does not confirm.
+    fn take_returns(&self, state: &mut State, k: usize, freed: &mut Vec<u64>) {
+        let State { records, subs, .. } = state;
+        let conn = &mut subs[k];
+        let mut refused = 0u64;
+        let queue = self.control.completion(k);
+        match queue.drain(conn.comp_read, |offset, idx| {
+            match records.release(k, idx, offset) {
+                Release::Freed(offset) => freed.push(offset),
+                Release::Kept => {}
+                Release::Invalid => refused += 1,
+            }
+        }) {
+            Some(write) => conn.comp_read = write,
+            None => refused += 1,
+        }
+        if refused > 0 {
+            self.control
+                .header()
+                .live
+                .violations
+                .fetch_add(refused, Ordering::Relaxed);
+        }
+    }
+
+    /// Puts sample `idx` into subscriber `k`'s queue, applying the overflow policy.
+    pub(super) fn push(
+        &self,
+        state: &mut State,
+        k: usize,
+        idx: u32,
+        offset: PointerOffset,
+        len: usize,
+        freed: &mut Vec<u64>,
+    ) -> Push {
+        let queue = self.control.submission(k);
+        let capacity = queue.capacity();
+        for _ in 0..8 {
+            let State { records, subs, .. } = &mut *state;
+            let conn = &mut subs[k];
+            let Some(read) = queue.observed_read(conn.write) else {
+                self.control
+                    .header()
+                    .live
+                    .violations
+                    .fetch_add(1, Ordering::Relaxed);
+                return Push::Skipped;
+            };
+            let ring_full = conn.write - read == capacity;
+            if ring_full || records.is_full(k) {
+                match self.overflow {
+                    Overflow::DropNewest => {
+                        self.probe_one(state, k, freed);
+                        return Push::Skipped;
+                    }
+                    Overflow::Block => return Push::Full,
+                    Overflow::DropOldest if ring_full => {
+                        if queue.take(read) {
+                            let oldest = conn.shadow[(read % capacity) as usize];
+                            if let Release::Freed(offset) = records.release_held(k, oldest) {
+                                freed.push(offset);
+                            }
+                        }
+                        // Taken by us or by the subscriber: there is room now.
+                        continue;
+                    }
+                    Overflow::DropOldest => {
+                        // Holds its maximum without a full queue: a subscriber that does
+                        // not return what it received (or is dead).
+                        self.probe_one(state, k, freed);
+                        return Push::Skipped;
+                    }
+                }
+            }
+            queue.push(conn.write, offset.as_u64(), pack(len, idx));
+            conn.shadow[(conn.write % capacity) as usize] = idx;
+            conn.write += 1;
+            records.deliver(idx, k);
+            return Push::Delivered;
+        }
+        Push::Skipped
+    }
+
+    fn probe_one(&self, state: &mut State, k: usize, freed: &mut Vec<u64>) {
+        if !self.occupant_alive(k) {
+            self.reclaim(state, k, freed);
+        }
+    }
+
+    /// `Overflow::Block`: waits, without the state lock, until subscriber `k` receives or
+    /// returns something, or dies.
+    pub(super) fn block_on<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        k: usize,
+        freed: &mut Vec<u64>,
+    ) -> MutexGuard<'a, State> {
+        if !self.occupant_alive(k) {
+            self.reclaim(&mut state, k, freed);
+            return state;
+        }
+        let submission = self.control.submission(k);
+        let completion = self.control.completion(k);
+        let before = (submission.indices(), completion.indices());
+        drop(state);
+        {
+            let _waiting = WaiterGuard::enter(&self.control.header().live.publisher_waiters);
+            if (submission.indices(), completion.indices()) == before {
+                self.notifier.wait(BLOCK_SLICE);
+            }
+        }
+        let mut state = self.lock();
+        self.maintain(&mut state, freed);
+        state
+    }
+
+    /// Wakes every attached subscriber that has a thread waiting.
+    pub(super) fn wake_waiting(&self, state: &State) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        for (k, conn) in state.subs.iter().enumerate() {
+            if !conn.attached {
+                continue;
+            }
+            let waiters = &self.control.slot(k).control.waiters;
+            if waiters.load(Ordering::Relaxed) != 0
+                && let Some(address) = &conn.address
+            {
+                self.notifier.wake(address);
+            }
+        }
+    }
+}

@@ -1,0 +1,632 @@
+//! The subscriber: joins a slot of the service, takes entries from its submission queue,
+//! maps their segments through a view and gives samples back through its completion queue.
+
+use std::os::unix::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::layout::{Control, Facts, SLOT_ACTIVE, SLOT_FREE, SLOT_LEFT, Validated, validate_raw};
+use super::notify::{Notifier, WaiterGuard, address, anybody_waiting};
+use super::queue::Pop;
+use super::{ChannelError, Overflow, coarse_now_ms, error::io_error, names, unpack};
+use crate::backend::{CreateOptions, Mapping, page_size};
+use crate::{AccessMode, Config, OpenError, PointerOffset, View};
+
+/// Longest sleep of a waiting subscriber before it checks that the publisher still lives.
+const LIVENESS_SLICE: Duration = Duration::from_millis(100);
+/// How often (ms) an idle `receive` may probe the publisher's lock.
+const LIVENESS_EVERY_MS: u64 = 10;
+/// How long `open` waits for the publisher to reclaim dead subscribers' slots.
+const STALE_GRACE: Duration = Duration::from_millis(200);
+
+/// Configures and opens a [`Subscriber`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct SubscriberBuilder {
+    service: String,
+    config: Config,
+    timeout: Duration,
+    spin: Duration,
+}
+
+impl SubscriberBuilder {
+    /// Where the service's objects live and how they are named.
+    pub fn config(mut self, config: &Config) -> Self {
+        self.config = config.clone();
+        self
+    }
+
+    /// How long `open` waits for a publisher that does not exist yet or is still creating
+    /// the service (and for a dead subscriber's slot to be reclaimed). Default: zero.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long `receive_timeout` busy-polls before it sleeps: lower latency when samples
+    /// come close together, at the cost of CPU while waiting. Default: zero (never spins).
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// Opens the service and takes a free subscriber slot.
+    pub fn open(self) -> Result<Subscriber, ChannelError> {
+        names::validate(&self.service, &self.config)?;
+        let start = Instant::now();
+        let deadline = start + self.timeout;
+        // Dead subscribers' slots: the publisher reclaims them when asked (at its next call),
+        // so a joiner gives it a moment even with a zero timeout.
+        let stale_deadline = deadline.max(start + STALE_GRACE);
+        let mut asked_for_reclaim = false;
+        loop {
+            let (error, until) = match self.try_open(!asked_for_reclaim) {
+                Ok(subscriber) => return Ok(subscriber),
+                Err(Attempt::Failed(e)) => return Err(e),
+                Err(Attempt::Retry(e)) => (e, deadline),
+                Err(Attempt::SlotsStale) => {
+                    asked_for_reclaim = true;
+                    (ChannelError::SubscriberLimitReached, stale_deadline)
+                }
+            };
+            if Instant::now() >= until {
+                return Err(error);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// One attempt; `ask` bumps the membership counter when only stale slots are left, so
+    /// that the publisher reclaims them.
+    fn try_open(&self, ask: bool) -> Result<Subscriber, Attempt> {
+        let backend = self.config.get_backend();
+        let control_name = names::control_name(&self.service, &self.config);
+        let mapping = match backend.open(&control_name, AccessMode::ReadWrite) {
+            Ok(mapping) => mapping,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(Attempt::Retry(ChannelError::DoesNotExist));
+            }
+            Err(e) => {
+                return Err(match io_error(&e, "opening the control object") {
+                    e @ ChannelError::DoesNotExist => Attempt::Retry(e),
+                    e => Attempt::Failed(e),
+                });
+            }
+        };
+        // SAFETY: the mapping is ours for the duration of the call.
+        let facts = match unsafe {
+            validate_raw(mapping.as_ptr(), mapping.len(), self.config.get_prefix())
+        } {
+            Ok(Validated::Ready(facts)) => facts,
+            Ok(Validated::NotReady) => return Err(Attempt::Retry(ChannelError::DoesNotExist)),
+            Err(e @ ChannelError::DoesNotExist) => return Err(Attempt::Retry(e)),
+            Err(e) => return Err(Attempt::Failed(e)),
+        };
+        // SAFETY: validated: total_size <= len, page aligned; the mapping moves into the
+        // subscriber with `control`.
+        let control = unsafe { Control::new(mapping.as_ptr(), facts.geometry) };
+        let closed = control.header().closed.load(Ordering::Acquire) != 0;
+        if closed || !mapping.is_locked_by_other().unwrap_or(true) {
+            return Err(Attempt::Retry(ChannelError::PublisherGone));
+        }
+        let view = match View::builder(&self.service)
+            .config(&self.config)
+            .open(AccessMode::Read)
+        {
+            Ok(view) => view,
+            Err(OpenError::DoesNotExist | OpenError::InitializationNotYetFinalized) => {
+                return Err(Attempt::Retry(ChannelError::DoesNotExist));
+            }
+            Err(OpenError::OwnerDead) => return Err(Attempt::Retry(ChannelError::PublisherGone)),
+            Err(e) => return Err(Attempt::Failed(e.into())),
+        };
+        if view.header_info().memory_id != facts.memory_id {
+            // The memory and the control object are of different publishers (one is being
+            // replaced): look again.
+            return Err(Attempt::Retry(ChannelError::DoesNotExist));
+        }
+        let joined = match self.join(&control, &facts) {
+            Err(Attempt::SlotsStale) if ask => {
+                control.header().live.joins.fetch_add(1, Ordering::AcqRel);
+                return Err(Attempt::SlotsStale);
+            }
+            other => other?,
+        };
+        let Joined {
+            k,
+            lock,
+            word: state_word,
+            completion_write,
+        } = joined;
+        let slot = &control.slot(k).control;
+        let (notifier, nonce) = match Notifier::bind('s') {
+            Ok(bound) => bound,
+            Err(e) => {
+                // Leave the slot as a departed one, for the next joiner or the publisher.
+                slot.state
+                    .store((state_word & !0xff) | SLOT_LEFT, Ordering::Release);
+                let _ = self.config.get_backend().remove(&names::lock_name(
+                    &self.service,
+                    facts.epoch,
+                    k,
+                    &self.config,
+                ));
+                return Err(Attempt::Failed(io_error(&e, "binding the wake-up socket")));
+            }
+        };
+        slot.pid.store(std::process::id(), Ordering::Relaxed);
+        slot.borrowed.store(0, Ordering::Relaxed);
+        slot.waiters.store(0, Ordering::Relaxed);
+        // The publisher reads the nonce after it sees the membership change.
+        slot.nonce.store(nonce, Ordering::Release);
+        control.header().live.joins.fetch_add(1, Ordering::AcqRel);
+        Ok(Subscriber {
+            service: self.service.clone(),
+            config: self.config.clone(),
+            control,
+            mapping,
+            lock,
+            view,
+            overflow: Overflow::from_code(facts.overflow),
+            publisher_address: address(facts.epoch, 'p').ok(),
+            facts,
+            k,
+            state_word,
+            notifier,
+            spin: self.spin,
+            borrowed: AtomicUsize::new(0),
+            completion_write: Mutex::new(completion_write),
+            refused: AtomicU64::new(0),
+            next_liveness: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
+        })
+    }
+
+    /// Takes a slot. Creating its lock object (exclusive, locked) is the claim, and it
+    /// excludes the publisher's reclaim too (which holds the same object meanwhile). The slot
+    /// must then be free (reclaimed by the publisher) or left by a subscriber that dropped
+    /// normally, which gave back everything first: its queues are taken over as they are.
+    /// Returns the slot, its lock object, its state word and the completion index to go on
+    /// from.
+    fn join(&self, control: &Control, facts: &Facts) -> Result<Joined, Attempt> {
+        let backend = self.config.get_backend();
+        let mut stale = false;
+        for k in 0..facts.geometry.max_subscribers {
+            let name = names::lock_name(&self.service, facts.epoch, k, &self.config);
+            let state = &control.slot(k).control.state;
+            let created = backend.create(
+                &name,
+                page_size(),
+                &CreateOptions {
+                    permissions: self.config.get_permissions(),
+                    prefault: false,
+                    lock_exclusive: true,
+                },
+            );
+            let lock = match created {
+                Ok(lock) => lock,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // A live occupant, or a dead one the publisher has not reclaimed yet.
+                    stale |= !backend.is_locked(&name).unwrap_or(true);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Attempt::Failed(io_error(&e, "creating the lock object")));
+                }
+            };
+            let word = (super::nonce() << 8) | SLOT_ACTIVE;
+            let current = state.load(Ordering::Acquire);
+            let took = match current & 0xff {
+                SLOT_FREE if current == SLOT_FREE => Some(0),
+                SLOT_LEFT => Some(control.completion(k).indices().0),
+                _ => None,
+            };
+            match took {
+                Some(completion_write)
+                    if state
+                        .compare_exchange(current, word, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok() =>
+                {
+                    return Ok(Joined {
+                        k,
+                        lock,
+                        word,
+                        completion_write,
+                    });
+                }
+                _ => {
+                    // Occupied in the control object without a lock object: a dead occupant
+                    // whose object vanished. The publisher reclaims it.
+                    let _ = backend.remove(&name);
+                    drop(lock);
+                    stale = true;
+                }
+            }
+        }
+        Err(if stale {
+            Attempt::SlotsStale
+        } else {
+            Attempt::Retry(ChannelError::SubscriberLimitReached)
+        })
+    }
+}
+
+struct Joined {
+    k: usize,
+    lock: Mapping,
+    word: u64,
+    completion_write: u64,
+}
+
+enum Attempt {
+    /// Worth trying again until the timeout.
+    Retry(ChannelError),
+    /// Final.
+    Failed(ChannelError),
+    /// No free slot, but some are held by dead or departed subscribers.
+    SlotsStale,
+}
+
+/// The receiving side of a service. `Send + Sync`: every method takes `&self`.
+#[derive(Debug)]
+pub struct Subscriber {
+    service: String,
+    config: Config,
+    control: Control,
+    /// Maps `control`; its lock tells whether the publisher lives.
+    mapping: Mapping,
+    /// Our slot's lock object, held while we live.
+    lock: Mapping,
+    view: View,
+    facts: Facts,
+    overflow: Overflow,
+    publisher_address: Option<SocketAddr>,
+    k: usize,
+    state_word: u64,
+    notifier: Notifier,
+    spin: Duration,
+    borrowed: AtomicUsize,
+    /// Producer index of our completion queue.
+    completion_write: Mutex<u64>,
+    /// Returns that found the completion queue full (only a scribbled index does that).
+    refused: AtomicU64,
+    next_liveness: AtomicU64,
+    gone: AtomicBool,
+}
+
+impl Subscriber {
+    /// A builder for a subscriber of `service`.
+    pub fn builder(service: &str) -> SubscriberBuilder {
+        SubscriberBuilder {
+            service: service.to_owned(),
+            config: Config::default(),
+            timeout: Duration::ZERO,
+            spin: Duration::ZERO,
+        }
+    }
+
+    /// The service name.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The slot this subscriber occupies.
+    pub fn slot(&self) -> usize {
+        self.k
+    }
+
+    /// Samples received and not yet dropped.
+    pub fn borrowed(&self) -> usize {
+        self.borrowed.load(Ordering::Relaxed)
+    }
+
+    /// Most samples this subscriber may hold at once.
+    pub fn max_borrowed(&self) -> usize {
+        self.facts.geometry.max_borrowed
+    }
+
+    /// Whether a sample is queued.
+    pub fn has_samples(&self) -> bool {
+        !self.control.submission(self.k).is_empty()
+    }
+
+    /// Whether the publisher lives (it holds its lock and did not close the service).
+    pub fn is_publisher_alive(&self) -> bool {
+        self.control.header().closed.load(Ordering::Acquire) == 0
+            && self.mapping.is_locked_by_other().unwrap_or(true)
+    }
+
+    /// Gone for good, probed at most every few ms (idle `receive` loops stay cheap).
+    fn publisher_gone(&self) -> bool {
+        if self.gone.load(Ordering::Relaxed) {
+            return true;
+        }
+        let closed = self.control.header().closed.load(Ordering::Acquire) != 0;
+        let now = coarse_now_ms();
+        let gone = closed
+            || (now >= self.next_liveness.load(Ordering::Relaxed) && {
+                self.next_liveness
+                    .store(now + LIVENESS_EVERY_MS, Ordering::Relaxed);
+                !self.mapping.is_locked_by_other().unwrap_or(true)
+            });
+        if gone {
+            self.gone.store(true, Ordering::Relaxed);
+        }
+        gone
+    }
+
+    /// Takes the oldest queued sample; never blocks. `Ok(None)` when nothing is queued,
+    /// `PublisherGone` when nothing is queued and the publisher is gone.
+    pub fn receive(&self) -> Result<Option<Sample<'_>>, ChannelError> {
+        if self.borrowed.fetch_add(1, Ordering::Acquire) >= self.facts.geometry.max_borrowed {
+            self.borrowed.fetch_sub(1, Ordering::Release);
+            return Err(ChannelError::BorrowLimitReached);
+        }
+        let result = self.take();
+        if !matches!(result, Ok(Some(_))) {
+            self.borrowed.fetch_sub(1, Ordering::Release);
+        }
+        result
+    }
+
+    fn take(&self) -> Result<Option<Sample<'_>>, ChannelError> {
+        let (a, b) = match self.control.submission(self.k).pop() {
+            Pop::Entry(a, b) => (a, b),
+            Pop::Empty if self.publisher_gone() => {
+                // Entries sent just before the end are still worth taking.
+                return match self.control.submission(self.k).pop() {
+                    Pop::Entry(..) | Pop::Corrupt => Err(ChannelError::Corrupted),
+                    Pop::Empty => Err(ChannelError::PublisherGone),
+                };
+            }
+            Pop::Empty => return Ok(None),
+            Pop::Corrupt => return Err(ChannelError::Corrupted),
+        };
+        if self.overflow == Overflow::Block {
+            self.wake_publisher();
+        }
+        let (len, idx) = unpack(b);
+        let offset = PointerOffset::from_u64(a);
+        match self.map(offset, len) {
+            Ok(ptr) => {
+                self.note_borrowed();
+                Ok(Some(Sample {
+                    subscriber: self,
+                    ptr,
+                    len: len as usize,
+                    offset,
+                    idx,
+                }))
+            }
+            Err(e) => {
+                // Whatever it was, the publisher decides from its record what it means.
+                self.give_back(a, idx);
+                Err(e)
+            }
+        }
+    }
+
+    /// Registers `offset` with the view and checks that `len` bytes from it lie in the
+    /// segment's payload.
+    fn map(&self, offset: PointerOffset, len: u64) -> Result<*const u8, ChannelError> {
+        // SAFETY: unregistered exactly once: by Sample::drop, or below on a bad length.
+        let ptr =
+            unsafe { self.view.register_and_translate_offset(offset) }.map_err(|e| match e {
+                OpenError::DoesNotExist => ChannelError::PublisherGone,
+                OpenError::InvalidOffset | OpenError::Corrupted | OpenError::SegmentReplaced => {
+                    ChannelError::Corrupted
+                }
+                other => other.into(),
+            })?;
+        let fits = self
+            .view
+            .segment_payload_size(offset.segment_id())
+            .is_some_and(|size| {
+                offset
+                    .offset()
+                    .checked_add(len)
+                    .is_some_and(|end| end <= size as u64)
+            });
+        if !fits {
+            // SAFETY: registered just above; `ptr` is not used.
+            unsafe { self.view.unregister_offset(offset) };
+            return Err(ChannelError::Corrupted);
+        }
+        Ok(ptr)
+    }
+
+    /// Publishes the borrowed count for `resmem inspect`.
+    fn note_borrowed(&self) {
+        let slot = &self.control.slot(self.k).control;
+        slot.borrowed.store(
+            self.borrowed.load(Ordering::Relaxed) as u32,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Puts an entry into the completion queue (under our lock: samples drop on any thread).
+    fn give_back(&self, offset: u64, idx: u64) {
+        let queue = self.control.completion(self.k);
+        {
+            let mut write = self
+                .completion_write
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match queue.observed_read(*write) {
+                Some(read) if *write - read < queue.capacity() => {
+                    queue.push(*write, offset, idx);
+                    *write += 1;
+                }
+                // Only a scribbled index makes an honest subscriber's queue full.
+                _ => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if self.overflow == Overflow::Block {
+            self.wake_publisher();
+        }
+    }
+
+    fn wake_publisher(&self) {
+        if anybody_waiting(&self.control.header().live.publisher_waiters)
+            && let Some(address) = &self.publisher_address
+        {
+            self.notifier.wake(address);
+        }
+    }
+
+    fn release(&self, offset: PointerOffset, idx: u64) {
+        // SAFETY: registered by `map` for this sample, which is being dropped: no further use.
+        unsafe { self.view.unregister_offset(offset) };
+        self.give_back(offset.as_u64(), idx);
+        self.borrowed.fetch_sub(1, Ordering::Release);
+        self.note_borrowed();
+    }
+
+    /// Like [`Subscriber::receive`], but waits up to `timeout` for a sample, asleep (after
+    /// the builder's `spin`, if any): a `send` wakes it.
+    pub fn receive_timeout(&self, timeout: Duration) -> Result<Option<Sample<'_>>, ChannelError> {
+        let deadline = Instant::now() + timeout;
+        let mut spun = self.spin.is_zero();
+        loop {
+            if let Some(sample) = self.receive()? {
+                return Ok(Some(sample));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            if !spun {
+                spun = true;
+                let until = (now + self.spin).min(deadline);
+                while Instant::now() < until && !self.has_samples() {
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
+            let _waiting = WaiterGuard::enter(&self.control.slot(self.k).control.waiters);
+            if self.has_samples() || self.publisher_gone() {
+                continue;
+            }
+            self.notifier.wait((deadline - now).min(LIVENESS_SLICE));
+        }
+    }
+
+    /// Waits for a sample without blocking the thread: the wake-up socket is registered with
+    /// Tokio's reactor while it waits.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime with the IO and time drivers enabled (as Tokio's own IO does).
+    #[cfg(feature = "tokio")]
+    pub async fn receive_async(&self) -> Result<Sample<'_>, ChannelError> {
+        use tokio::io::Interest;
+        use tokio::io::unix::AsyncFd;
+        loop {
+            if let Some(sample) = self.receive()? {
+                return Ok(sample);
+            }
+            let socket = self
+                .notifier
+                .try_clone()
+                .map_err(|e| io_error(&e, "cloning the wake-up socket"))?;
+            // SAFETY: the socket owns its descriptor, which stays open (and the same) until the
+            // AsyncFd, which owns the socket, drops it.
+            let fd = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+                .map_err(|e| io_error(&e.into(), "registering the wake-up socket"))?;
+            let _waiting = WaiterGuard::enter(&self.control.slot(self.k).control.waiters);
+            if self.has_samples() || self.publisher_gone() {
+                continue;
+            }
+            if let Ok(Ok(mut ready)) = tokio::time::timeout(LIVENESS_SLICE, fd.readable()).await {
+                self.notifier.drain();
+                ready.clear_ready();
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        // Every sample borrowed `self`, so none is alive. Mark the slot departed, give up the
+        // lock object's name, and tell the publisher to reclaim what is still queued.
+        let generation = self.state_word >> 8;
+        self.control
+            .slot(self.k)
+            .control
+            .state
+            .store((generation << 8) | SLOT_LEFT, Ordering::Release);
+        // Give back what is queued, so that the next joiner may take the slot over at once.
+        let queue = self.control.submission(self.k);
+        for _ in 0..queue.capacity() {
+            match queue.pop() {
+                Pop::Entry(offset, b) => self.give_back(offset, unpack(b).1),
+                Pop::Empty | Pop::Corrupt => break,
+            }
+        }
+        let name = names::lock_name(&self.service, self.facts.epoch, self.k, &self.config);
+        let backend = self.config.get_backend();
+        if backend.is_same_object(&name, &self.lock).unwrap_or(false) {
+            let _ = backend.remove(&name);
+        }
+        self.control
+            .header()
+            .live
+            .joins
+            .fetch_add(1, Ordering::AcqRel);
+        if self.overflow == Overflow::Block
+            && let Some(address) = &self.publisher_address
+        {
+            self.notifier.wake(address);
+        }
+    }
+}
+
+/// A received sample, read in place. Dropping it gives it back to the publisher.
+#[derive(Debug)]
+pub struct Sample<'a> {
+    subscriber: &'a Subscriber,
+    ptr: *const u8,
+    len: usize,
+    offset: PointerOffset,
+    idx: u64,
+}
+
+// SAFETY: the pointer is into a segment the subscriber's view keeps mapped while the offset is
+// registered (until drop); the view and subscriber are Sync, so any thread may read and drop.
+unsafe impl Send for Sample<'_> {}
+// SAFETY: &Sample only reads the bytes.
+unsafe impl Sync for Sample<'_> {}
+
+impl Sample<'_> {
+    /// The sample's bytes, in the publisher's memory. The publisher does not write a sent
+    /// chunk; a hostile process of the same user could (the price of sharing, as for any
+    /// chunk).
+    pub fn payload(&self) -> &[u8] {
+        // SAFETY: `map` checked that ptr..ptr+len lies inside the registered segment's payload,
+        // which stays mapped until this sample is dropped.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// The chunk's offset, the same in every process.
+    pub fn offset(&self) -> PointerOffset {
+        self.offset
+    }
+
+    /// Bytes in the sample.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the sample has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Sample<'_> {
+    fn drop(&mut self) {
+        self.subscriber.release(self.offset, self.idx);
+    }
+}

@@ -7,7 +7,6 @@
 
 mod harness;
 mod iceoryx2_side;
-#[path = "resmem_stub.rs"]
 mod resmem_side;
 
 use harness::{CHILD_ARG, Job, cache_line_floor, cpu_for, median, pin_to, scaled};

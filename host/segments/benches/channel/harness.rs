@@ -170,6 +170,14 @@ pub fn check(buf: &[u8]) -> u64 {
     seq
 }
 
+/// One streaming workload's rounds.
+pub struct Stream {
+    /// Samples received per second.
+    pub rates: Vec<f64>,
+    /// Fraction of the samples sent that the receiver got.
+    pub delivered: Vec<f64>,
+}
+
 /// One two-process workload as the peer process is told it on its command line.
 #[derive(Debug)]
 pub struct Job {

@@ -104,7 +104,8 @@ fn row(name: &str, unit: Unit, goal: Goal, (anchor, ours): (Vec<f64>, Vec<f64>))
 
 const ROUNDS: usize = 2;
 
-fn measure() -> Vec<Row> {
+/// The rows, and notes to print below the table.
+fn measure(notes: &mut Vec<String>) -> Vec<Row> {
     // Samples per round (each round runs both sides once).
     let per_round = |n: usize| scaled(n).div_ceil(ROUNDS).max(2);
     let mut rows = Vec::new();
@@ -154,26 +155,41 @@ fn measure() -> Vec<Row> {
         ),
     ));
     let s = per_round(9);
-    rows.push(row(
-        "4 KiB streaming (fill, read, release)",
-        Unit::Rate,
-        Goal::Ratio(1.0),
-        interleaved(
-            ROUNDS,
-            || iceoryx2_side::stream(4096, 50_000, s),
-            || resmem_side::stream(4096, 50_000, s),
+    for (name, size, count, unit) in [
+        (
+            "4 KiB streaming (fill, read, release)",
+            4096,
+            50_000,
+            Unit::Rate,
         ),
-    ));
-    rows.push(row(
-        "1 MiB streaming (fill, read, release)",
-        Unit::Bytes(1 << 20),
-        Goal::Ratio(1.0),
-        interleaved(
-            ROUNDS,
-            || iceoryx2_side::stream(1 << 20, 500, s),
-            || resmem_side::stream(1 << 20, 500, s),
+        (
+            "1 MiB streaming (fill, read, release)",
+            1 << 20,
+            500,
+            Unit::Bytes(1 << 20),
         ),
-    ));
+    ] {
+        let (mut anchor_got, mut ours_got) = (Vec::new(), Vec::new());
+        let samples = interleaved(
+            ROUNDS,
+            || {
+                let stream = iceoryx2_side::stream(size, count, s);
+                anchor_got.extend(stream.delivered);
+                stream.rates
+            },
+            || {
+                let stream = resmem_side::stream(size, count, s);
+                ours_got.extend(stream.delivered);
+                stream.rates
+            },
+        );
+        rows.push(row(name, unit, Goal::Ratio(1.0), samples));
+        notes.push(format!(
+            "{name}: delivered {:.0} % (iceoryx2) and {:.0} % (resmem) of the samples sent",
+            100.0 * median(&anchor_got),
+            100.0 * median(&ours_got)
+        ));
+    }
     let s = per_round(31);
     rows.push(row(
         "loan+send+receive+release, 1 thread, 64 B",
@@ -287,10 +303,33 @@ fn main() {
     if let Some(cpu) = cpu_for(0) {
         pin_to(cpu);
     }
+    let load_before = load_average();
     let cleanup = Cleanup(std::process::id());
     eprintln!("channel bench (medians so far):");
-    let rows = measure();
-    let floor = median(&cache_line_floor(scaled(11), 200_000));
+    let floor_before = median(&cache_line_floor(scaled(11), 200_000));
+    let mut notes = Vec::new();
+    let rows = measure(&mut notes);
+    let floor_after = median(&cache_line_floor(scaled(11), 200_000));
     drop(cleanup);
-    print_table(&rows, floor);
+    print_table(&rows, floor_before.min(floor_after));
+    for note in &notes {
+        println!("{note}");
+    }
+    println!(
+        "floor before the rows {}, after them {}",
+        show(Unit::Time, floor_before),
+        show(Unit::Time, floor_after)
+    );
+    println!(
+        "load average (1 min) before the run: {load_before}; other work on these CPUs \
+         inflates every figure (the floor row shows by how much)"
+    );
+}
+
+/// The 1-minute load average, as /proc/loadavg says it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
 }

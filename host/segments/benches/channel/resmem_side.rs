@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use resmem::{AllocationStrategy, Config, Publisher, Sample, Subscriber};
 
 use crate::harness::{
-    self, END, Job, PEER_TIMEOUT, Peer, QUIT, check, ns_per, per_call, spin, stamp,
+    self, END, Job, PEER_TIMEOUT, Peer, QUIT, Stream, check, ns_per, per_call, spin, stamp,
 };
 
 pub const SIDE: &str = "resmem";
@@ -152,8 +152,9 @@ pub fn pingpong(blocking: bool, size: usize, iters: u64, samples: usize) -> Vec<
 }
 
 /// The peer streams `count` samples of `size` bytes per round as fast as it can; this process
-/// receives, reads and releases them. Samples received per second, one value per round.
-pub fn stream(size: usize, count: u64, samples: usize) -> Vec<f64> {
+/// receives, reads and releases them. Samples received per second and the fraction of the
+/// sent samples that arrived (the rest were dropped, oldest first), one value per round.
+pub fn stream(size: usize, count: u64, samples: usize) -> Stream {
     let job = Job::new(SIDE, "stream", false, size, count);
     let (ends, peer) = parent_ends(&job, 8);
     let mut round = |r: u64| {
@@ -163,10 +164,15 @@ pub fn stream(size: usize, count: u64, samples: usize) -> Vec<f64> {
         while ends.receive_seq() != END {
             received += 1;
         }
-        (received + 1) as f64 / start.elapsed().as_secs_f64()
+        let elapsed = start.elapsed().as_secs_f64();
+        (
+            (received + 1) as f64 / elapsed,
+            (received + 1) as f64 / count as f64,
+        )
     };
     round(0); // warm-up
-    let result = (1..=samples as u64).map(&mut round).collect();
+    let (rates, delivered) = (1..=samples as u64).map(&mut round).unzip();
+    let result = Stream { rates, delivered };
     ends.send(QUIT);
     peer.finish();
     result

@@ -413,3 +413,59 @@ pub fn read_idle(peer: &mut Peer) -> Vec<f64> {
         })
         .collect()
 }
+
+/// The floor of a blocking hand-over: two threads on two cores, each sleeping until the other
+/// wakes it, through a unix datagram socket pair (`socket`, what both channels use) or a
+/// futex (`std::thread::park`/`unpark`). One-way ns (round trip / 2) per sample.
+pub fn wake_floor(socket: bool, samples: usize, iters: u64) -> Vec<f64> {
+    use std::os::unix::net::UnixDatagram;
+    let rounds = iters * (samples as u64 + 1);
+    let (near, far) = UnixDatagram::pair().expect("socket pair");
+    let turn = AtomicU64::new(0);
+    let main = std::thread::current();
+    std::thread::scope(|scope| {
+        let peer = scope.spawn(|| {
+            if let Some(cpu) = cpu_for(1) {
+                pin_to(cpu);
+            }
+            let mut byte = [0u8; 1];
+            for i in 0..rounds {
+                if socket {
+                    far.recv(&mut byte).expect("recv");
+                    far.send(&byte).expect("send");
+                } else {
+                    while turn.load(Ordering::Acquire) != 2 * i + 1 {
+                        std::thread::park();
+                    }
+                    turn.store(2 * i + 2, Ordering::Release);
+                    main.unpark();
+                }
+            }
+        });
+        let mut next = 0u64;
+        let mut bounce = |n: u64| {
+            let mut byte = [0u8; 1];
+            for _ in 0..n {
+                if socket {
+                    near.send(&byte).expect("send");
+                    near.recv(&mut byte).expect("recv");
+                } else {
+                    turn.store(2 * next + 1, Ordering::Release);
+                    peer.thread().unpark();
+                    while turn.load(Ordering::Acquire) != 2 * next + 2 {
+                        std::thread::park();
+                    }
+                }
+                next += 1;
+            }
+        };
+        bounce(iters); // warm-up
+        (0..samples)
+            .map(|_| {
+                let start = Instant::now();
+                bounce(iters);
+                ns_per(start.elapsed(), 2 * iters)
+            })
+            .collect()
+    })
+}

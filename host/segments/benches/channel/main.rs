@@ -9,7 +9,7 @@ mod harness;
 mod iceoryx2_side;
 mod resmem_side;
 
-use harness::{CHILD_ARG, Job, cache_line_floor, cpu_for, median, pin_to, scaled};
+use harness::{CHILD_ARG, Job, cache_line_floor, cpu_for, median, pin_to, scaled, wake_floor};
 
 /// How a figure is shown and which direction is better.
 #[derive(Clone, Copy)]
@@ -225,7 +225,14 @@ fn measure(notes: &mut Vec<String>) -> Vec<Row> {
     rows
 }
 
-fn print_table(rows: &[Row], floor: f64) {
+/// Reference rows: what the hardware and the kernel allow, whatever the channel.
+struct Floors {
+    cache_line: f64,
+    socket: f64,
+    futex: f64,
+}
+
+fn print_table(rows: &[Row], floors: &Floors) {
     println!("\n| workload | iceoryx2 | resmem | ratio | goal | met |");
     println!("| --- | ---: | ---: | ---: | --- | --- |");
     for r in rows {
@@ -243,10 +250,14 @@ fn print_table(rows: &[Row], floor: f64) {
             if r.met() { "yes" } else { "**no**" }
         );
     }
-    let floor = show(Unit::Time, floor);
-    println!(
-        "| floor: 2 threads bouncing one cache line, one-way | {floor} | {floor} | - | reference | - |"
-    );
+    for (name, value) in [
+        ("2 threads bouncing one cache line", floors.cache_line),
+        ("2 threads waking each other, unix datagram", floors.socket),
+        ("2 threads waking each other, futex", floors.futex),
+    ] {
+        let value = show(Unit::Time, value);
+        println!("| floor: {name}, one-way | {value} | {value} | - | reference | - |");
+    }
     println!(
         "\nratio = resmem / iceoryx2 time (throughput rows: iceoryx2 rate / resmem rate); \
          medians of the samples; {}",
@@ -310,8 +321,13 @@ fn main() {
     let mut notes = Vec::new();
     let rows = measure(&mut notes);
     let floor_after = median(&cache_line_floor(scaled(11), 200_000));
+    let floors = Floors {
+        cache_line: floor_before.min(floor_after),
+        socket: median(&wake_floor(true, scaled(7), 2_000)),
+        futex: median(&wake_floor(false, scaled(7), 2_000)),
+    };
     drop(cleanup);
-    print_table(&rows, floor_before.min(floor_after));
+    print_table(&rows, &floors);
     for note in &notes {
         println!("{note}");
     }

@@ -85,7 +85,19 @@ fn interleaved(
     (a, o)
 }
 
+/// `min..max` of the samples, for the progress lines (how noisy the figure is).
+fn spread(unit: Unit, values: &[f64]) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{}..{}", show(unit, min), show(unit, max))
+}
+
 fn row(name: &str, unit: Unit, goal: Goal, (anchor, ours): (Vec<f64>, Vec<f64>)) -> Row {
+    eprintln!(
+        "  {name}: iceoryx2 {}, resmem {}",
+        spread(unit, &anchor),
+        spread(unit, &ours)
+    );
     let row = Row {
         name: name.to_string(),
         unit,
@@ -104,58 +116,64 @@ fn row(name: &str, unit: Unit, goal: Goal, (anchor, ours): (Vec<f64>, Vec<f64>))
 
 const ROUNDS: usize = 2;
 
-/// The rows, and notes to print below the table.
+/// The rows, and notes to print below the table. `RESMEM_BENCH_ONLY=text` runs only the rows
+/// whose name contains `text` (e.g. for a profiler).
 fn measure(notes: &mut Vec<String>) -> Vec<Row> {
     // Samples per round (each round runs both sides once).
     let per_round = |n: usize| scaled(n).div_ceil(ROUNDS).max(2);
+    let only = std::env::var("RESMEM_BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| name.contains(only.as_str());
     let mut rows = Vec::new();
 
-    let s = per_round(11);
-    rows.push(row(
-        "64 B one-way latency, busy-poll",
-        Unit::Time,
-        Goal::Ratio(1.0),
-        interleaved(
-            ROUNDS,
-            || iceoryx2_side::pingpong(false, 64, 20_000, s),
-            || resmem_side::pingpong(false, 64, 20_000, s),
+    // name, blocking waits, payload bytes, round trips per sample, samples, goal
+    let pingpongs = [
+        (
+            "64 B one-way latency, busy-poll",
+            false,
+            64,
+            20_000,
+            11,
+            1.0,
         ),
-    ));
-    let s = per_round(9);
-    rows.push(row(
-        "64 B one-way latency, blocking waits",
-        Unit::Time,
-        Goal::Ratio(0.5),
-        interleaved(
-            ROUNDS,
-            || iceoryx2_side::pingpong(true, 64, 2_000, s),
-            || resmem_side::pingpong(true, 64, 2_000, s),
+        (
+            "64 B one-way latency, blocking waits",
+            true,
+            64,
+            2_000,
+            9,
+            0.5,
         ),
-    ));
-    let s = per_round(11);
-    rows.push(row(
-        "4 KiB one-way, fill + read every byte",
-        Unit::Time,
-        Goal::Ratio(1.0),
-        interleaved(
-            ROUNDS,
-            || iceoryx2_side::pingpong(false, 4096, 10_000, s),
-            || resmem_side::pingpong(false, 4096, 10_000, s),
+        (
+            "4 KiB one-way, fill + read every byte",
+            false,
+            4096,
+            10_000,
+            11,
+            1.0,
         ),
-    ));
-    let s = per_round(9);
-    rows.push(row(
-        "1 MiB one-way, fill + read every byte",
-        Unit::Time,
-        Goal::Ratio(1.0),
-        interleaved(
-            ROUNDS,
-            || iceoryx2_side::pingpong(false, 1 << 20, 200, s),
-            || resmem_side::pingpong(false, 1 << 20, 200, s),
+        (
+            "1 MiB one-way, fill + read every byte",
+            false,
+            1 << 20,
+            200,
+            9,
+            1.0,
         ),
-    ));
-    let s = per_round(9);
-    for (name, size, count, unit) in [
+    ];
+    for (name, blocking, size, iters, samples, goal) in pingpongs {
+        if wanted(name) {
+            let s = per_round(samples);
+            let samples = interleaved(
+                ROUNDS,
+                || iceoryx2_side::pingpong(blocking, size, iters, s),
+                || resmem_side::pingpong(blocking, size, iters, s),
+            );
+            rows.push(row(name, Unit::Time, Goal::Ratio(goal), samples));
+        }
+    }
+
+    // name, payload bytes, samples sent per round, unit
+    let streams = [
         (
             "4 KiB streaming (fill, read, release)",
             4096,
@@ -168,7 +186,12 @@ fn measure(notes: &mut Vec<String>) -> Vec<Row> {
             500,
             Unit::Bytes(1 << 20),
         ),
-    ] {
+    ];
+    for (name, size, count, unit) in streams {
+        if !wanted(name) {
+            continue;
+        }
+        let s = per_round(9);
         let (mut anchor_got, mut ours_got) = (Vec::new(), Vec::new());
         let samples = interleaved(
             ROUNDS,
@@ -190,38 +213,36 @@ fn measure(notes: &mut Vec<String>) -> Vec<Row> {
             100.0 * median(&ours_got)
         ));
     }
-    let s = per_round(31);
-    rows.push(row(
-        "loan+send+receive+release, 1 thread, 64 B",
-        Unit::Time,
-        Goal::Ratio(0.5),
-        interleaved(
+
+    let name = "loan+send+receive+release, 1 thread, 64 B";
+    if wanted(name) {
+        let s = per_round(31);
+        let samples = interleaved(
             ROUNDS,
             || iceoryx2_side::in_process(s, 20_000),
             || resmem_side::in_process(s, 20_000),
-        ),
-    ));
-    let s = per_round(15);
-    rows.push(row(
-        "loan that grows the memory (2 KiB..256 KiB)",
-        Unit::Time,
-        Goal::Ratio(1.0),
-        interleaved(
+        );
+        rows.push(row(name, Unit::Time, Goal::Ratio(0.5), samples));
+    }
+    let name = "loan that grows the memory (2 KiB..256 KiB)";
+    if wanted(name) {
+        let s = per_round(15);
+        let samples = interleaved(
             ROUNDS,
             || iceoryx2_side::growing_loan(s),
             || resmem_side::growing_loan(s),
-        ),
-    ));
-    // Both idle subscribers wait at the same time: they use next to no CPU, and the run is
-    // 6 s shorter.
-    let anchor = iceoryx2_side::idle_start();
-    let ours = resmem_side::idle_start();
-    rows.push(row(
-        "idle waiting subscriber, CPU / wall (3 x 2 s)",
-        Unit::Percent,
-        Goal::Below(1.0),
-        (anchor.finish(), ours.finish()),
-    ));
+        );
+        rows.push(row(name, Unit::Time, Goal::Ratio(1.0), samples));
+    }
+    let name = "idle waiting subscriber, CPU / wall (3 x 2 s)";
+    if wanted(name) {
+        // Both idle subscribers wait at the same time: they use next to no CPU, and the run
+        // is 6 s shorter.
+        let anchor = iceoryx2_side::idle_start();
+        let ours = resmem_side::idle_start();
+        let samples = (anchor.finish(), ours.finish());
+        rows.push(row(name, Unit::Percent, Goal::Below(1.0), samples));
+    }
     rows
 }
 
@@ -232,7 +253,7 @@ struct Floors {
     futex: f64,
 }
 
-fn print_table(rows: &[Row], floors: &Floors) {
+fn print_table(rows: &[Row], floors: Option<&Floors>) {
     println!("\n| workload | iceoryx2 | resmem | ratio | goal | met |");
     println!("| --- | ---: | ---: | ---: | --- | --- |");
     for r in rows {
@@ -250,13 +271,25 @@ fn print_table(rows: &[Row], floors: &Floors) {
             if r.met() { "yes" } else { "**no**" }
         );
     }
-    for (name, value) in [
-        ("2 threads bouncing one cache line", floors.cache_line),
-        ("2 threads waking each other, unix datagram", floors.socket),
-        ("2 threads waking each other, futex", floors.futex),
-    ] {
+    let floors = floors.map_or(Vec::new(), |floors| {
+        vec![
+            (
+                "floor: 2 threads bouncing one cache line",
+                floors.cache_line,
+            ),
+            (
+                "reference: 2 threads waking each other, unix datagram",
+                floors.socket,
+            ),
+            (
+                "reference: 2 threads waking each other, futex",
+                floors.futex,
+            ),
+        ]
+    });
+    for (name, value) in floors {
         let value = show(Unit::Time, value);
-        println!("| floor: {name}, one-way | {value} | {value} | - | reference | - |");
+        println!("| {name}, one-way | {value} | {value} | - | reference | - |");
     }
     println!(
         "\nratio = resmem / iceoryx2 time (throughput rows: iceoryx2 rate / resmem rate); \
@@ -317,25 +350,30 @@ fn main() {
     let load_before = load_average();
     let cleanup = Cleanup(std::process::id());
     eprintln!("channel bench (medians so far):");
-    let floor_before = median(&cache_line_floor(scaled(11), 200_000));
+    // The floors only with the whole table (not for a profiler's single row).
+    let full = std::env::var_os("RESMEM_BENCH_ONLY").is_none();
+    let cache_line = || median(&cache_line_floor(scaled(11), 200_000));
+    let floor_before = if full { cache_line() } else { f64::NAN };
     let mut notes = Vec::new();
     let rows = measure(&mut notes);
-    let floor_after = median(&cache_line_floor(scaled(11), 200_000));
-    let floors = Floors {
-        cache_line: floor_before.min(floor_after),
-        socket: median(&wake_floor(true, scaled(7), 2_000)),
-        futex: median(&wake_floor(false, scaled(7), 2_000)),
-    };
+    let floors = full.then(|| {
+        let floor_after = cache_line();
+        notes.push(format!(
+            "cache-line floor before the rows {}, after them {}",
+            show(Unit::Time, floor_before),
+            show(Unit::Time, floor_after)
+        ));
+        Floors {
+            cache_line: floor_before.min(floor_after),
+            socket: median(&wake_floor(true, scaled(7), 2_000)),
+            futex: median(&wake_floor(false, scaled(7), 2_000)),
+        }
+    });
     drop(cleanup);
-    print_table(&rows, &floors);
+    print_table(&rows, floors.as_ref());
     for note in &notes {
         println!("{note}");
     }
-    println!(
-        "floor before the rows {}, after them {}",
-        show(Unit::Time, floor_before),
-        show(Unit::Time, floor_after)
-    );
     println!(
         "load average (1 min) before the run: {load_before}; other work on these CPUs \
          inflates every figure (the floor row shows by how much)"

@@ -6,7 +6,9 @@
 //!   `<packed offset>:<len>:<seed>`), and the line the owner mode prints for it
 //!   (`offset=<u64> len=<n> seed=<s>`);
 //! - the summary line a verification prints ([`VerifySummary`]) and the peer's exit codes
-//!   ([`exit`]).
+//!   ([`exit`]);
+//! - for the channel tests and `resmem-channel-peer`: the content of a sample ([`sample`]) and
+//!   the raw layout of a service's control object that hostile peers scribble ([`control`]).
 //!
 //! The pattern is a hash of `(seed, index / 8)`: two seeds, or the same seed at a shifted
 //! position, give different bytes, so reading through a stale mapping, the wrong segment or the
@@ -16,6 +18,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use resmem::PointerOffset;
+
+pub mod control;
+pub mod sample;
 
 /// Exit codes of the peer binary.
 pub mod exit {
@@ -29,6 +34,9 @@ pub mod exit {
     pub const MISMATCH: i32 = 3;
     /// Opening the view, or registering an offset, failed.
     pub const OPEN: i32 = 4;
+    /// A channel call failed; `resmem-channel-peer` names the error on stdout first
+    /// (`error <ChannelError variant>`).
+    pub const CHANNEL: i32 = 5;
 }
 
 /// The line the owner mode prints once every chunk has been written.

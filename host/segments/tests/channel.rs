@@ -251,3 +251,82 @@ fn receive_timeout_wakes_on_send_and_times_out_otherwise() {
     );
     assert!(!subscriber.is_publisher_alive());
 }
+
+#[test]
+fn a_closed_publisher_leaves_queued_samples_for_the_subscriber_and_it_cleans_up() {
+    let config = config("drain");
+    let publisher = Publisher::builder("svc")
+        .config(&config)
+        .max_chunk_layout_hint(Layout::from_size_align(64, 8).unwrap())
+        .max_number_of_chunks_hint(1)
+        .create()
+        .unwrap();
+    let subscriber = Subscriber::builder("svc").config(&config).open().unwrap();
+    // Later samples grow the memory into segments the subscriber has never mapped.
+    for size in [64usize, 4096, 1 << 20] {
+        let mut sample = publisher
+            .loan(Layout::from_size_align(size, 8).unwrap())
+            .unwrap();
+        sample.payload_mut().fill(size as u8 ^ 0x5a);
+        sample.send().unwrap();
+    }
+    assert!(publisher.memory().current_segment().value() >= 2);
+    drop(publisher);
+    assert!(!subscriber.is_publisher_alive());
+    for size in [64usize, 4096, 1 << 20] {
+        let sample = subscriber.receive().unwrap().expect("still queued");
+        assert_eq!(sample.len(), size);
+        assert!(sample.payload().iter().all(|&b| b == size as u8 ^ 0x5a));
+    }
+    assert_eq!(
+        subscriber.receive().err(),
+        Some(ChannelError::PublisherGone)
+    );
+    drop(subscriber);
+    let left = resmem::list(&config).unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(resmem::channel::list_services(&config).unwrap().is_empty());
+}
+
+#[test]
+fn wait_for_subscribers_wakes_when_one_joins_and_forever_timeouts_do_not_overflow() {
+    let config = config("join");
+    let publisher = Publisher::builder("svc").config(&config).create().unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        publisher.wait_for_subscribers(1, Duration::from_millis(30)),
+        0
+    );
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    std::thread::scope(|s| {
+        let joiner = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            Subscriber::builder("svc")
+                .config(&config)
+                .timeout(Duration::MAX)
+                .open()
+                .unwrap()
+        });
+        let start = Instant::now();
+        assert_eq!(
+            publisher.wait_for_subscribers(1, Duration::from_secs(20)),
+            1
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let subscriber = joiner.join().unwrap();
+        publisher.send_copy(b"x").unwrap();
+        assert_eq!(
+            subscriber
+                .receive_timeout(Duration::MAX)
+                .unwrap()
+                .unwrap()
+                .payload(),
+            b"x"
+        );
+    });
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Publisher>();
+    send_sync::<Subscriber>();
+    send_sync::<resmem::Sample<'_>>();
+    send_sync::<resmem::SampleMut<'_>>();
+}

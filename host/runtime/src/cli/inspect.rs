@@ -1,15 +1,16 @@
-//! `resmem ls`, `resmem inspect`, `resmem rm`, `resmem gc`: read-only looks at memories, and
-//! clean-up.
+//! `resmem ls`, `resmem inspect`, `resmem rm`, `resmem gc`: read-only looks at memories and
+//! services, and clean-up (the services' part is in `services.rs`).
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use resmem::{AccessMode, Config, OpenError, StaleRemoval, View};
 
-use super::NamespaceArgs;
+use super::{NamespaceArgs, services};
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// The memory's name (without the namespace prefix).
+    /// The memory's or service's name (without the namespace prefix). A service is shown
+    /// with its memory, which has the same name.
     name: String,
     #[command(flatten)]
     namespace: NamespaceArgs,
@@ -17,7 +18,8 @@ pub struct InspectArgs {
 
 #[derive(Args)]
 pub struct RmArgs {
-    /// The memory's name (without the namespace prefix).
+    /// The memory's name, or a service's (removed with its memory when its publisher is
+    /// gone), without the namespace prefix.
     name: String,
     #[command(flatten)]
     namespace: NamespaceArgs,
@@ -93,13 +95,22 @@ pub fn ls(args: &NamespaceArgs) -> Result<()> {
     if names.is_empty() {
         println!("(no memories under namespace '{namespace}')");
     }
-    Ok(())
+    services::ls(&config)
 }
 
 pub fn inspect(args: &InspectArgs) -> Result<()> {
     let (namespace, config) = args.namespace.resolve();
-    let view = open(&args.name, &config)
-        .with_context(|| format!("opening '{}' in namespace '{namespace}'", args.name))?;
+    let service = services::inspect(&args.name, &namespace, &config)?;
+    let view = match open(&args.name, &config) {
+        Ok(view) => view,
+        Err(e) if service => {
+            println!("memory      {}{} ({e})", namespace, args.name);
+            return Ok(());
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("opening '{}' in namespace '{namespace}'", args.name))?
+        }
+    };
     let info = view.header_info();
     println!("memory      {}{}", namespace, args.name);
     println!(
@@ -140,7 +151,9 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
 
 pub fn rm(args: &RmArgs) -> Result<i32> {
     let (namespace, config) = args.namespace.resolve();
-    let removed = if args.force {
+    let removed = if let Some(removed) = services::rm(&args.name, &config)? {
+        removed
+    } else if args.force {
         // SAFETY: the user forced the removal knowing that a live owner keeps only its own
         // mappings.
         unsafe { resmem::remove(&args.name, &config) }.context("removing")?
@@ -177,6 +190,8 @@ pub fn rm(args: &RmArgs) -> Result<i32> {
 /// lock is never touched (the lock is taken for the removal, see `resmem::remove_stale`).
 pub fn gc(args: &GcArgs) -> Result<i32> {
     let (namespace, config) = args.namespace.resolve();
+    // Services first: removing one removes its memory too.
+    let services = services::gc(&namespace, &config, args.dry_run)?;
     let names = resmem::list(&config).context("listing memories")?;
     let verb = if args.dry_run {
         "would remove"
@@ -184,7 +199,8 @@ pub fn gc(args: &GcArgs) -> Result<i32> {
         "removed"
     };
     let mut count = 0;
-    for name in &names {
+    // (With --dry-run, the memories of the services named above are still there.)
+    for name in names.iter().filter(|name| !services.contains(name)) {
         if resmem::is_owner_alive(name, &config).with_context(|| format!("checking '{name}'"))? {
             continue;
         }

@@ -4,8 +4,12 @@
 mod demo;
 mod filter;
 mod inspect;
+mod interrupt;
 mod peer;
+mod publish;
 mod run;
+mod services;
+mod subscribe;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,14 +34,21 @@ pub struct Cli {
 enum Command {
     /// Run a wasi:cli command component with the resizable-memory interface.
     Run(run::RunArgs),
-    /// List the memories of a namespace.
+    /// List the memories and the services of a namespace.
     Ls(NamespaceArgs),
-    /// Show a memory's header: owner, strategy, segments, bucket layout, chunks in use.
+    /// Show a memory's header (owner, strategy, segments, bucket layout, chunks in use), or a
+    /// service (publisher, limits, subscriber slots) and its memory.
     Inspect(inspect::InspectArgs),
-    /// Remove every OS object of a memory (only when its owner is gone, unless --force).
+    /// Remove every OS object of a memory (only when its owner is gone, unless --force) or of
+    /// a service (only when its publisher is gone).
     Rm(inspect::RmArgs),
-    /// Remove every stale memory of a namespace (owner gone); live ones are never touched.
+    /// Remove every stale service (publisher gone) and memory (owner gone) of a namespace;
+    /// live ones are never touched.
     Gc(inspect::GcArgs),
+    /// Offer a service and send samples: a file (whole or in chunks) or a checkable pattern.
+    Publish(publish::PublishArgs),
+    /// Take a service's samples: verify them, write them out, or print one line each.
+    Subscribe(subscribe::SubscribeArgs),
     /// A native peer: open a view, map the offsets' segments, print or check chunk contents.
     Peer(peer::PeerArgs),
     /// Hand buffers of a memory to a chain of filter plugins; write what comes out.
@@ -88,6 +99,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Rm(args) => inspect::rm(&args),
         Command::Gc(args) => inspect::gc(&args),
         Command::Peer(args) => peer::peer(&args),
+        Command::Publish(args) => publish::publish(&args),
+        Command::Subscribe(args) => subscribe::subscribe(&args),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::demo(&args),
         Command::Filter(args) => filter::filter(&args),

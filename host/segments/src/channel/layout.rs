@@ -82,8 +82,6 @@ pub(crate) struct SlotControl {
     /// Names the occupant's wake-up socket.
     pub(crate) nonce: AtomicU64,
     pub(crate) pid: AtomicU32,
-    /// Samples the occupant holds (statistics).
-    pub(crate) borrowed: AtomicU32,
     /// Occupant threads waiting for data (the publisher wakes only when this is non-zero).
     pub(crate) waiters: AtomicU32,
 }
@@ -92,18 +90,53 @@ pub(crate) struct SlotControl {
 #[derive(Debug)]
 pub(crate) struct Index(pub(crate) AtomicU64);
 
+/// The submission queue's consumer index, with the statistics the consumer updates as often
+/// (kept off the control line, which the publisher reads on every send).
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub(crate) struct ConsumerLine {
+    pub(crate) read: AtomicU64,
+    /// Samples the occupant holds (statistics).
+    pub(crate) borrowed: AtomicU32,
+}
+
 /// Fixed part of a slot; the entries follow.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct SlotFixed {
     pub(crate) control: SlotControl,
     pub(crate) sub_write: Index,
-    pub(crate) sub_read: Index,
+    pub(crate) sub_read: ConsumerLine,
     pub(crate) comp_write: Index,
     pub(crate) comp_read: Index,
 }
 
 const HEADER_SIZE: usize = size_of::<ServiceHeader>();
+
+/// The page size the layout rounds to: the header and every slot start on a page boundary,
+/// so that a host can map one subscriber's queues (and nothing else) into a guest's window.
+fn layout_page() -> usize {
+    crate::backend::page_size().max(LINE)
+}
+
+/// Byte offsets of a slot's indices from the slot's start (for tools and tests that inspect
+/// or, as hostile peers, scribble a control object).
+pub mod offsets {
+    /// The slot's state word (`u64`).
+    pub const STATE: usize = 0;
+    /// Submission queue producer index (`u64`, written by the publisher).
+    pub const SUB_WRITE: usize = 128;
+    /// Submission queue consumer index (`u64`, the subscriber and a drop-oldest publisher).
+    pub const SUB_READ: usize = 256;
+    /// Completion queue producer index (`u64`, written by the subscriber).
+    pub const COMP_WRITE: usize = 384;
+    /// Completion queue consumer index (`u64`, written by the publisher).
+    pub const COMP_READ: usize = 512;
+    /// First submission entry (16 bytes each: offset `u64`, length | sample index << 40);
+    /// the completion entries (offset `u64`, sample index `u64`) follow the
+    /// `submission_slots` submission entries.
+    pub const ENTRIES: usize = 640;
+}
 
 /// Sizes of a control object, derived from the builder values only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +149,11 @@ pub struct Geometry {
     pub max_borrowed: usize,
     /// Completion queue capacity: everything a subscriber can hold at once.
     pub completion_size: usize,
-    /// Bytes per slot.
+    /// Entries stored for the submission queue (`buffer_size` rounded up to a power of two).
+    pub submission_slots: usize,
+    /// Entries stored for the completion queue (`completion_size` rounded up likewise).
+    pub completion_slots: usize,
+    /// Bytes per slot (a multiple of the page size).
     pub slot_stride: usize,
     /// Bytes of the whole control object.
     pub total_size: usize,
@@ -142,18 +179,30 @@ impl Geometry {
             ));
         }
         let completion_size = buffer_size + max_borrowed;
+        let submission_slots = buffer_size.next_power_of_two();
+        let completion_slots = completion_size.next_power_of_two();
         let slot_stride = (size_of::<SlotFixed>()
-            + (buffer_size + completion_size) * size_of::<Entry>())
-        .next_multiple_of(LINE);
-        let total_size = HEADER_SIZE + max_subscribers * slot_stride;
+            + (submission_slots + completion_slots) * size_of::<Entry>())
+        .next_multiple_of(layout_page());
+        let total_size =
+            HEADER_SIZE.next_multiple_of(layout_page()) + max_subscribers * slot_stride;
         Ok(Self {
             max_subscribers,
             buffer_size,
             max_borrowed,
             completion_size,
+            submission_slots,
+            completion_slots,
             slot_stride,
             total_size,
         })
+    }
+}
+
+impl Geometry {
+    /// Where slot `k` starts in the control object (page aligned).
+    pub fn slot_offset(&self, k: usize) -> usize {
+        HEADER_SIZE.next_multiple_of(layout_page()) + k * self.slot_stride
     }
 }
 
@@ -201,9 +250,7 @@ impl Control {
 
     fn slot_base(&self, k: usize) -> *mut u8 {
         assert!(k < self.geometry.max_subscribers, "slot index out of range");
-        self.base
-            .wrapping_add(HEADER_SIZE)
-            .wrapping_add(k * self.geometry.slot_stride)
+        self.base.wrapping_add(self.geometry.slot_offset(k))
     }
 
     pub(crate) fn slot(&self, k: usize) -> &SlotFixed {
@@ -216,8 +263,8 @@ impl Control {
         let at = self
             .slot_base(k)
             .wrapping_add(size_of::<SlotFixed>() + first * size_of::<Entry>());
-        // SAFETY: first + count <= buffer_size + completion_size entries follow the fixed part
-        // inside the slot's stride; Entry is two atomics, valid for any bytes, 8-aligned.
+        // SAFETY: first + count <= submission_slots + completion_slots entries follow the fixed
+        // part inside the slot's stride; Entry is two atomics, valid for any bytes, 8-aligned.
         unsafe { std::slice::from_raw_parts(at as *const Entry, count) }
     }
 
@@ -226,8 +273,9 @@ impl Control {
         let slot = self.slot(k);
         QueueRef::new(
             &slot.sub_write.0,
-            &slot.sub_read.0,
-            self.entries(k, 0, self.geometry.buffer_size),
+            &slot.sub_read.read,
+            self.entries(k, 0, self.geometry.submission_slots),
+            self.geometry.buffer_size,
         )
     }
 
@@ -237,7 +285,12 @@ impl Control {
         QueueRef::new(
             &slot.comp_write.0,
             &slot.comp_read.0,
-            self.entries(k, self.geometry.buffer_size, self.geometry.completion_size),
+            self.entries(
+                k,
+                self.geometry.submission_slots,
+                self.geometry.completion_slots,
+            ),
+            self.geometry.completion_size,
         )
     }
 
@@ -357,8 +410,25 @@ mod tests {
         assert_eq!(size_of::<SlotFixed>(), 5 * LINE);
         let g = Geometry::new(8, 16, 8).unwrap();
         assert_eq!(g.completion_size, 24);
-        assert_eq!(g.slot_stride, 5 * LINE + 40 * 16);
-        assert_eq!(g.total_size, HEADER_SIZE + 8 * g.slot_stride);
+        assert_eq!((g.submission_slots, g.completion_slots), (16, 32));
+        let page = layout_page();
+        assert_eq!(g.slot_stride, (5 * LINE + 48 * 16).next_multiple_of(page));
+        assert_eq!(g.slot_offset(0), page);
+        assert_eq!(g.total_size, page + 8 * g.slot_stride);
+        assert_eq!(size_of::<SlotFixed>(), offsets::ENTRIES);
+        assert_eq!(
+            std::mem::offset_of!(SlotFixed, sub_write),
+            offsets::SUB_WRITE
+        );
+        assert_eq!(std::mem::offset_of!(SlotFixed, sub_read), offsets::SUB_READ);
+        assert_eq!(
+            std::mem::offset_of!(SlotFixed, comp_write),
+            offsets::COMP_WRITE
+        );
+        assert_eq!(
+            std::mem::offset_of!(SlotFixed, comp_read),
+            offsets::COMP_READ
+        );
     }
 
     #[test]

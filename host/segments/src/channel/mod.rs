@@ -102,11 +102,15 @@ fn nonce() -> u64 {
 /// Milliseconds of the coarse monotonic clock (a few ns to read, a few ms of resolution):
 /// cheap enough for the per-call probe deadline.
 fn coarse_now_ms() -> u64 {
-    use nix::time::{ClockId, clock_gettime};
-    clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE)
-        .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC))
-        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
-        .unwrap_or(0)
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write; the clock id is a constant Linux knows.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) } != 0 {
+        return 0;
+    }
+    now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
 }
 
 /// Submission entry word `b`: length in the low 40 bits, sample index above.

@@ -4,18 +4,23 @@
 mod links;
 
 use std::alloc::Layout;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::layout::{Control, Facts, Geometry};
 use super::names;
-use super::notify::Notifier;
+use super::notify::{Notifier, WaiterGuard};
 use super::records::{Records, Release};
 use super::{ChannelError, MAX_SAMPLE_LEN, MAX_SAMPLES, Overflow, error::io_error};
 use crate::backend::{CreateOptions, Mapping, page_size};
 use crate::{AllocError, AllocationStrategy, Config, Memory, PointerOffset, ShmPointer};
 
 use links::{Conn, Push};
+
+/// Longest sleep of `wait_for_subscribers` between two looks at the slots.
+const JOIN_SLICE: Duration = Duration::from_millis(50);
 
 /// How often `create` with `reclaim_stale` removes a stale service and tries again.
 const RECLAIM_ATTEMPTS: usize = 4;
@@ -181,7 +186,7 @@ impl PublisherBuilder {
             config: self.config.clone(),
             control,
             mapping,
-            memory,
+            memory: ManuallyDrop::new(memory),
             facts,
             overflow: self.overflow,
             notifier,
@@ -191,7 +196,9 @@ impl PublisherBuilder {
                 subs: (0..geometry.max_subscribers)
                     .map(|_| Conn::detached(geometry.buffer_size))
                     .collect(),
+                attached: Vec::with_capacity(geometry.max_subscribers),
                 joins_seen: 0,
+                sent: 0,
             }),
         })
     }
@@ -227,7 +234,11 @@ impl Drop for RemoveOnError<'_> {
 struct State {
     records: Records,
     subs: Vec<Conn>,
+    /// Slots with an attached subscriber, in joining order.
+    attached: Vec<usize>,
     joins_seen: u64,
+    /// Samples sent (published to the header for `resmem inspect`).
+    sent: u64,
 }
 
 /// The sending side of a service. `Send + Sync`: every method takes `&self`.
@@ -236,9 +247,11 @@ pub struct Publisher {
     service: String,
     config: Config,
     control: Control,
-    /// Maps `control` and holds the service's owner lock; dropped after everything else.
+    /// Maps `control` and holds the service's owner lock (released when the fields drop,
+    /// after `drop` removed the objects).
     mapping: Mapping,
-    memory: Memory,
+    /// Taken in `drop` (removed, or left for subscribers still draining).
+    memory: ManuallyDrop<Memory>,
     facts: Facts,
     overflow: Overflow,
     notifier: Notifier,
@@ -285,11 +298,30 @@ impl Publisher {
         let mut freed = Vec::new();
         let count = {
             let mut state = self.lock();
-            self.maintain(&mut state, &mut freed);
-            state.subs.iter().filter(|c| c.attached).count()
+            self.maintain(&mut state, &mut freed, true);
+            state.attached.len()
         };
         self.free(freed);
         count
+    }
+
+    /// Waits (asleep; a joining subscriber wakes it) until at least `count` subscribers are
+    /// connected or `timeout` passes. Returns how many are connected.
+    pub fn wait_for_subscribers(&self, count: usize, timeout: Duration) -> usize {
+        let start = Instant::now();
+        loop {
+            let connected = self.number_of_subscribers();
+            let elapsed = start.elapsed();
+            if connected >= count || elapsed >= timeout {
+                return connected;
+            }
+            let joins = self.control.header().live.joins.load(Ordering::Acquire);
+            let _waiting = WaiterGuard::enter(&self.control.header().live.publisher_waiters);
+            if self.control.header().live.joins.load(Ordering::Acquire) == joins {
+                // Bounded: a joiner that found only stale slots is served on the next round.
+                self.notifier.wait((timeout - elapsed).min(JOIN_SLICE));
+            }
+        }
     }
 
     /// Checks every subscriber's liveness now and reclaims what dead ones held (this also
@@ -300,8 +332,8 @@ impl Publisher {
         let count = {
             let mut state = self.lock();
             self.scan(&mut state, &mut freed, true);
-            self.maintain(&mut state, &mut freed);
-            state.subs.iter().filter(|c| c.attached).count()
+            self.maintain(&mut state, &mut freed, true);
+            state.attached.len()
         };
         self.free(freed);
         count
@@ -326,7 +358,7 @@ impl Publisher {
         let mut freed = Vec::new();
         let idx = {
             let mut state = self.lock();
-            self.maintain(&mut state, &mut freed);
+            self.maintain(&mut state, &mut freed, true);
             state.records.loan()
         };
         self.free(freed);
@@ -403,9 +435,10 @@ impl Publisher {
     fn send_sample(&self, idx: u32, offset: PointerOffset, len: usize) -> usize {
         let mut freed = Vec::new();
         let mut state = self.lock();
-        self.maintain(&mut state, &mut freed);
+        self.maintain(&mut state, &mut freed, false);
         state.records.begin_send(idx, offset.as_u64());
         let mut delivered = 0;
+        // In slot order; a subscriber that joins while a blocked send waits may get it too.
         let mut k = 0;
         while k < state.subs.len() {
             if !state.subs[k].attached {
@@ -425,11 +458,12 @@ impl Publisher {
         if let Release::Freed(offset) = state.records.end_send(idx) {
             freed.push(offset);
         }
+        state.sent += 1;
         self.control
             .header()
             .live
             .sent
-            .fetch_add(1, Ordering::Relaxed);
+            .store(state.sent, Ordering::Relaxed);
         if delivered > 0 {
             self.wake_waiting(&state);
         }
@@ -443,13 +477,30 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         // Subscribers drain what is queued, then see PublisherGone.
         self.control.header().closed.store(1, Ordering::Release);
-        let state = self.lock();
-        for conn in state.subs.iter().filter(|c| c.attached) {
+        let mut state = self.lock();
+        // Only live subscribers drain what is queued: reclaim the dead ones first, or their
+        // queues would keep the objects forever.
+        let mut freed = Vec::new();
+        self.scan(&mut state, &mut freed, true);
+        let mut pending = false;
+        for &k in &state.attached {
+            let conn = &state.subs[k];
+            pending |= !self.control.submission(k).is_empty();
             if let Some(address) = &conn.address {
                 self.notifier.wake(address);
             }
         }
         drop(state);
+        self.free(freed);
+        // SAFETY: `memory` is not used after this point (this is the publisher's drop).
+        let memory = unsafe { ManuallyDrop::take(&mut self.memory) };
+        if pending {
+            // Queued samples may lie in segments a subscriber has not mapped yet: leave the
+            // objects for them; the last subscriber to drop removes the service.
+            memory.abandon();
+            return;
+        }
+        drop(memory);
         let backend = self.config.get_backend();
         let name = names::control_name(&self.service, &self.config);
         if backend
@@ -458,7 +509,6 @@ impl Drop for Publisher {
         {
             let _ = backend.remove(&name);
         }
-        // The memory removes its own objects when it drops after this.
     }
 }
 

@@ -67,7 +67,10 @@ pub(crate) type Entry = EntryOf<std::sync::atomic::AtomicU64>;
 pub(crate) struct QueueRef<'a, W> {
     write: &'a W,
     read: &'a W,
+    /// A power of two of at least `capacity` entries: positions are `index & mask`.
     entries: &'a [EntryOf<W>],
+    capacity: u64,
+    mask: u64,
 }
 
 /// What a consumer found.
@@ -84,20 +87,35 @@ pub(crate) enum Pop {
 const POP_ATTEMPTS: usize = 1024;
 
 impl<'a, W: Word> QueueRef<'a, W> {
-    pub(crate) fn new(write: &'a W, read: &'a W, entries: &'a [EntryOf<W>]) -> Self {
+    /// `entries.len()` must be a power of two of at least `capacity` (and `capacity` >= 1).
+    pub(crate) fn new(
+        write: &'a W,
+        read: &'a W,
+        entries: &'a [EntryOf<W>],
+        capacity: usize,
+    ) -> Self {
+        debug_assert!(entries.len().is_power_of_two() && capacity <= entries.len());
         Self {
             write,
             read,
             entries,
+            capacity: capacity as u64,
+            mask: entries.len() as u64 - 1,
         }
     }
 
+    /// Most entries queued at once.
     pub(crate) fn capacity(&self) -> u64 {
-        self.entries.len() as u64
+        self.capacity
+    }
+
+    /// Where entry `index` lies (also the index into a producer's shadow of the ring).
+    pub(crate) fn position(&self, index: u64) -> usize {
+        (index & self.mask) as usize
     }
 
     fn entry(&self, index: u64) -> &EntryOf<W> {
-        &self.entries[(index % self.capacity()) as usize]
+        &self.entries[self.position(index)]
     }
 
     /// Producer: the consumers' index, checked against the producer's own `write`.
@@ -131,6 +149,11 @@ impl<'a, W: Word> QueueRef<'a, W> {
                 return Pop::Empty;
             }
             if write < read || write - read > self.capacity() {
+                // Or `read` is stale: a drop-oldest producer took entries back and pushed
+                // new ones since we loaded it. Corrupt only if it did not move.
+                if self.read.load(Ordering::Acquire) != read {
+                    continue;
+                }
                 return Pop::Corrupt;
             }
             let entry = self.entry(read);
@@ -189,5 +212,197 @@ impl<'a, W: Word> QueueRef<'a, W> {
     pub(crate) fn reset(&self) {
         self.read.store(0, Ordering::Relaxed);
         self.write.store(0, Ordering::Release);
+    }
+}
+
+/// Every interleaving of the queue protocol (`scripts/loom queue`).
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
+    use loom::thread;
+
+    struct Shared {
+        write: AtomicU64,
+        read: AtomicU64,
+        entries: Vec<EntryOf<AtomicU64>>,
+    }
+
+    impl Shared {
+        fn new(capacity: usize) -> Arc<Self> {
+            Arc::new(Self {
+                write: AtomicU64::new(0),
+                read: AtomicU64::new(0),
+                entries: (0..capacity)
+                    .map(|_| EntryOf {
+                        a: AtomicU64::new(0),
+                        b: AtomicU64::new(0),
+                    })
+                    .collect(),
+            })
+        }
+
+        fn queue(&self) -> QueueRef<'_, AtomicU64> {
+            QueueRef::new(&self.write, &self.read, &self.entries, self.entries.len())
+        }
+    }
+
+    /// The publisher's push with `Overflow::DropOldest`, as `links.rs` does it: take the
+    /// oldest back when full. Returns the values it took back.
+    fn push_drop_oldest(queue: &QueueRef<'_, AtomicU64>, write: &mut u64, value: u64) -> Vec<u64> {
+        let mut taken = Vec::new();
+        loop {
+            let read = queue.observed_read(*write).expect("honest indices");
+            if *write - read == queue.capacity() {
+                if queue.take(read) {
+                    // The publisher's shadow says what lies there: the value it wrote.
+                    taken.push(read + 1);
+                }
+                continue;
+            }
+            queue.push(*write, value, !value);
+            *write += 1;
+            return taken;
+        }
+    }
+
+    /// A full ring of capacity 1, a publisher that pushes three times (taking the oldest
+    /// back) and a consumer that pops: every entry has exactly one taker, and a popped entry
+    /// is never torn or overwritten (its two words agree with each other).
+    #[test]
+    fn loom_queue_drop_oldest_against_pop_has_one_taker_per_entry() {
+        loom::model(|| {
+            let shared = Shared::new(1);
+            let consumer = {
+                let shared = shared.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..2 {
+                        match shared.queue().pop() {
+                            Pop::Entry(a, b) => {
+                                assert_eq!(b, !a, "torn entry");
+                                got.push(a);
+                            }
+                            Pop::Empty => {}
+                            Pop::Corrupt => panic!("honest indices reported corrupt"),
+                        }
+                    }
+                    got
+                })
+            };
+            let queue = shared.queue();
+            let mut write = 0;
+            let mut taken = Vec::new();
+            for value in 1..=3 {
+                taken.extend(push_drop_oldest(&queue, &mut write, value));
+            }
+            let popped = consumer.join().unwrap();
+            let mut rest = Vec::new();
+            while let Pop::Entry(a, _) = queue.pop() {
+                rest.push(a);
+            }
+            let mut all: Vec<u64> = taken.iter().chain(&popped).chain(&rest).copied().collect();
+            all.sort_unstable();
+            assert_eq!(
+                all,
+                vec![1, 2, 3],
+                "taken {taken:?} popped {popped:?} rest {rest:?}"
+            );
+            // The consumer sees entries in order.
+            assert!(popped.windows(2).all(|w| w[0] < w[1]));
+        });
+    }
+
+    /// Two consumer threads (a subscriber's threads) against a producer: no entry is taken
+    /// twice and none is lost.
+    #[test]
+    fn loom_queue_two_consumers_take_each_entry_once() {
+        loom::model(|| {
+            let shared = Shared::new(2);
+            let consumers: Vec<_> = (0..2)
+                .map(|_| {
+                    let shared = shared.clone();
+                    thread::spawn(move || match shared.queue().pop() {
+                        Pop::Entry(a, b) => {
+                            assert_eq!(b, !a);
+                            Some(a)
+                        }
+                        Pop::Empty => None,
+                        Pop::Corrupt => panic!("honest indices"),
+                    })
+                })
+                .collect();
+            let queue = shared.queue();
+            queue.push(0, 1, !1);
+            queue.push(1, 2, !2);
+            let mut got: Vec<u64> = consumers
+                .into_iter()
+                .filter_map(|c| c.join().unwrap())
+                .collect();
+            while let Pop::Entry(a, _) = queue.pop() {
+                got.push(a);
+            }
+            got.sort_unstable();
+            assert_eq!(got, vec![1, 2]);
+        });
+    }
+
+    /// The completion queue: the subscriber pushes while the publisher drains; every return
+    /// arrives exactly once, whole.
+    #[test]
+    fn loom_queue_completion_returns_arrive_once() {
+        loom::model(|| {
+            let shared = Shared::new(2);
+            let producer = {
+                let shared = shared.clone();
+                thread::spawn(move || {
+                    let queue = shared.queue();
+                    let mut write = 0;
+                    for value in 1..=2u64 {
+                        let read = queue.observed_read(write).expect("honest indices");
+                        assert!(write - read < queue.capacity(), "room for all it holds");
+                        queue.push(write, value, !value);
+                        write += 1;
+                    }
+                })
+            };
+            let queue = shared.queue();
+            let mut got = Vec::new();
+            let mut check = |a: u64, b: u64| {
+                assert_eq!(b, !a);
+                got.push(a);
+            };
+            let read = queue.drain(0, &mut check).unwrap();
+            producer.join().unwrap();
+            queue.drain(read, &mut check).unwrap();
+            assert_eq!(got, vec![1, 2]);
+        });
+    }
+
+    /// The wake-up handshake of `notify.rs` (waiter: count in, SeqCst fence, re-check;
+    /// waker: publish, SeqCst fence, look at the count): a waiter that goes to sleep on an
+    /// empty queue is always woken.
+    #[test]
+    fn loom_queue_wakeup_is_never_lost() {
+        loom::model(|| {
+            let shared = Shared::new(1);
+            let waiters = Arc::new(AtomicU32::new(0));
+            let waiter = {
+                let (shared, waiters) = (shared.clone(), waiters.clone());
+                thread::spawn(move || {
+                    waiters.fetch_add(1, Ordering::SeqCst);
+                    fence(Ordering::SeqCst);
+                    // true: it sleeps (nothing queued when it looked).
+                    shared.queue().is_empty()
+                })
+            };
+            let queue = shared.queue();
+            queue.push(0, 7, !7);
+            fence(Ordering::SeqCst);
+            let wakes = waiters.load(Ordering::Relaxed) != 0;
+            let sleeps = waiter.join().unwrap();
+            assert!(!sleeps || wakes, "the waiter sleeps and nobody wakes it");
+        });
     }
 }

@@ -99,7 +99,9 @@ pub fn service_info(service: &str, config: &Config) -> Result<ServiceInfo, Chann
             pid: slot.pid.load(Ordering::Relaxed),
             alive: backend.is_locked(&lock).unwrap_or(false),
             queued: control.submission(k).len_hint(),
-            borrowed: slot
+            borrowed: control
+                .slot(k)
+                .sub_read
                 .borrowed
                 .load(Ordering::Relaxed)
                 .min(facts.geometry.max_borrowed as u32),

@@ -20,6 +20,14 @@ const LIVENESS_EVERY_MS: u64 = 10;
 /// How long `open` waits for the publisher to reclaim dead subscribers' slots.
 const STALE_GRACE: Duration = Duration::from_millis(200);
 
+/// `start + wait`, or about a century later when that does not fit (`Duration::MAX` means
+/// "wait forever").
+fn later(start: Instant, wait: Duration) -> Instant {
+    start
+        .checked_add(wait)
+        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// Configures and opens a [`Subscriber`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `open` is called"]
@@ -55,7 +63,7 @@ impl SubscriberBuilder {
     pub fn open(self) -> Result<Subscriber, ChannelError> {
         names::validate(&self.service, &self.config)?;
         let start = Instant::now();
-        let deadline = start + self.timeout;
+        let deadline = later(start, self.timeout);
         // Dead subscribers' slots: the publisher reclaims them when asked (at its next call),
         // so a joiner gives it a moment even with a zero timeout.
         let stale_deadline = deadline.max(start + STALE_GRACE);
@@ -126,7 +134,11 @@ impl SubscriberBuilder {
             // replaced): look again.
             return Err(Attempt::Retry(ChannelError::DoesNotExist));
         }
-        let joined = match self.join(&control, &facts) {
+        // Bound before the slot is taken: the nonce that names it is in the slot before the
+        // publisher can see the slot active.
+        let (notifier, nonce) = Notifier::bind('s')
+            .map_err(|e| Attempt::Failed(io_error(&e, "binding the wake-up socket")))?;
+        let joined = match self.join(&control, &facts, nonce) {
             Err(Attempt::SlotsStale) if ask => {
                 control.header().live.joins.fetch_add(1, Ordering::AcqRel);
                 return Err(Attempt::SlotsStale);
@@ -139,28 +151,14 @@ impl SubscriberBuilder {
             word: state_word,
             completion_write,
         } = joined;
-        let slot = &control.slot(k).control;
-        let (notifier, nonce) = match Notifier::bind('s') {
-            Ok(bound) => bound,
-            Err(e) => {
-                // Leave the slot as a departed one, for the next joiner or the publisher.
-                slot.state
-                    .store((state_word & !0xff) | SLOT_LEFT, Ordering::Release);
-                let _ = self.config.get_backend().remove(&names::lock_name(
-                    &self.service,
-                    facts.epoch,
-                    k,
-                    &self.config,
-                ));
-                return Err(Attempt::Failed(io_error(&e, "binding the wake-up socket")));
-            }
-        };
-        slot.pid.store(std::process::id(), Ordering::Relaxed);
-        slot.borrowed.store(0, Ordering::Relaxed);
-        slot.waiters.store(0, Ordering::Relaxed);
-        // The publisher reads the nonce after it sees the membership change.
-        slot.nonce.store(nonce, Ordering::Release);
         control.header().live.joins.fetch_add(1, Ordering::AcqRel);
+        let publisher_address = address(facts.epoch, 'p').ok();
+        if anybody_waiting(&control.header().live.publisher_waiters)
+            && let Some(address) = &publisher_address
+        {
+            // A publisher in `wait_for_subscribers`.
+            notifier.wake(address);
+        }
         Ok(Subscriber {
             service: self.service.clone(),
             config: self.config.clone(),
@@ -169,7 +167,7 @@ impl SubscriberBuilder {
             lock,
             view,
             overflow: Overflow::from_code(facts.overflow),
-            publisher_address: address(facts.epoch, 'p').ok(),
+            publisher_address,
             facts,
             k,
             state_word,
@@ -189,7 +187,7 @@ impl SubscriberBuilder {
     /// normally, which gave back everything first: its queues are taken over as they are.
     /// Returns the slot, its lock object, its state word and the completion index to go on
     /// from.
-    fn join(&self, control: &Control, facts: &Facts) -> Result<Joined, Attempt> {
+    fn join(&self, control: &Control, facts: &Facts, nonce: u64) -> Result<Joined, Attempt> {
         let backend = self.config.get_backend();
         let mut stale = false;
         for k in 0..facts.geometry.max_subscribers {
@@ -222,6 +220,16 @@ impl SubscriberBuilder {
                 SLOT_LEFT => Some(control.completion(k).indices().0),
                 _ => None,
             };
+            if took.is_some() {
+                // Ours to write while we hold the lock object; published by the state CAS.
+                let slot = &control.slot(k);
+                slot.control.nonce.store(nonce, Ordering::Relaxed);
+                slot.control
+                    .pid
+                    .store(std::process::id(), Ordering::Relaxed);
+                slot.control.waiters.store(0, Ordering::Relaxed);
+                slot.sub_read.borrowed.store(0, Ordering::Relaxed);
+            }
             match took {
                 Some(completion_write)
                     if state
@@ -407,39 +415,22 @@ impl Subscriber {
         }
     }
 
-    /// Registers `offset` with the view and checks that `len` bytes from it lie in the
+    /// Registers `offset` with the view, checking that `len` bytes from it lie in the
     /// segment's payload.
     fn map(&self, offset: PointerOffset, len: u64) -> Result<*const u8, ChannelError> {
-        // SAFETY: unregistered exactly once: by Sample::drop, or below on a bad length.
-        let ptr =
-            unsafe { self.view.register_and_translate_offset(offset) }.map_err(|e| match e {
-                OpenError::DoesNotExist => ChannelError::PublisherGone,
-                OpenError::InvalidOffset | OpenError::Corrupted | OpenError::SegmentReplaced => {
-                    ChannelError::Corrupted
-                }
-                other => other.into(),
-            })?;
-        let fits = self
-            .view
-            .segment_payload_size(offset.segment_id())
-            .is_some_and(|size| {
-                offset
-                    .offset()
-                    .checked_add(len)
-                    .is_some_and(|end| end <= size as u64)
-            });
-        if !fits {
-            // SAFETY: registered just above; `ptr` is not used.
-            unsafe { self.view.unregister_offset(offset) };
-            return Err(ChannelError::Corrupted);
-        }
-        Ok(ptr)
+        // SAFETY: unregistered exactly once, by Sample::drop.
+        unsafe { self.view.register_and_translate_range(offset, len) }.map_err(|e| match e {
+            OpenError::DoesNotExist => ChannelError::PublisherGone,
+            OpenError::InvalidOffset | OpenError::Corrupted | OpenError::SegmentReplaced => {
+                ChannelError::Corrupted
+            }
+            other => other.into(),
+        })
     }
 
     /// Publishes the borrowed count for `resmem inspect`.
     fn note_borrowed(&self) {
-        let slot = &self.control.slot(self.k).control;
-        slot.borrowed.store(
+        self.control.slot(self.k).sub_read.borrowed.store(
             self.borrowed.load(Ordering::Relaxed) as u32,
             Ordering::Relaxed,
         );
@@ -488,7 +479,7 @@ impl Subscriber {
     /// Like [`Subscriber::receive`], but waits up to `timeout` for a sample, asleep (after
     /// the builder's `spin`, if any): a `send` wakes it.
     pub fn receive_timeout(&self, timeout: Duration) -> Result<Option<Sample<'_>>, ChannelError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         let mut spun = self.spin.is_zero();
         loop {
             if let Some(sample) = self.receive()? {
@@ -500,7 +491,7 @@ impl Subscriber {
             }
             if !spun {
                 spun = true;
-                let until = (now + self.spin).min(deadline);
+                let until = later(now, self.spin).min(deadline);
                 while Instant::now() < until && !self.has_samples() {
                     std::hint::spin_loop();
                 }
@@ -580,6 +571,27 @@ impl Drop for Subscriber {
         {
             self.notifier.wake(address);
         }
+        // A publisher that closed with samples still queued left its objects for us; the last
+        // subscriber out removes them. (A crashed publisher's service is for `resmem gc`.)
+        if self.control.header().closed.load(Ordering::Acquire) != 0 && !self.others_alive() {
+            let _ = super::remove_stale_service(&self.service, &self.config);
+        }
+    }
+}
+
+impl Subscriber {
+    /// Whether another slot has a live occupant.
+    fn others_alive(&self) -> bool {
+        let backend = self.config.get_backend();
+        (0..self.facts.geometry.max_subscribers)
+            .filter(|&j| j != self.k)
+            .filter(|&j| {
+                self.control.slot(j).control.state.load(Ordering::Acquire) & 0xff == SLOT_ACTIVE
+            })
+            .any(|j| {
+                let name = names::lock_name(&self.service, self.facts.epoch, j, &self.config);
+                backend.is_locked(&name).unwrap_or(true)
+            })
     }
 }
 

@@ -23,6 +23,8 @@ pub(super) struct Conn {
     /// The slot's state word when the occupant joined.
     state_word: u64,
     pub(super) address: Option<SocketAddr>,
+    /// The occupant's nonce `address` was made from.
+    nonce: u64,
     /// Producer index of the submission queue.
     write: u64,
     /// Sample index at each ring position (the truth, whatever the shared entries say).
@@ -37,17 +39,27 @@ impl Conn {
             attached: false,
             state_word: 0,
             address: None,
+            nonce: 0,
             write: 0,
-            shadow: vec![0; buffer_size],
+            shadow: vec![0; buffer_size.next_power_of_two()],
             comp_read: 0,
         }
     }
 }
 
-/// What keeps joiners off a slot while it is reclaimed.
+/// What keeps joiners off a slot while it is reclaimed (released when dropped).
 enum Held {
-    Lock(#[allow(dead_code)] crate::backend::ObjectLock),
-    Created(#[allow(dead_code)] crate::backend::Mapping),
+    Lock(crate::backend::ObjectLock),
+    Created(crate::backend::Mapping),
+}
+
+impl Held {
+    fn release(self) {
+        match self {
+            Self::Lock(lock) => drop(lock),
+            Self::Created(mapping) => drop(mapping),
+        }
+    }
 }
 
 /// The outcome of one delivery attempt.
@@ -60,21 +72,24 @@ pub(super) enum Push {
 }
 
 impl Publisher {
-    /// Per call: takes in joins and leaves, probes liveness when due, takes returned samples.
-    pub(super) fn maintain(&self, state: &mut State, freed: &mut Vec<u64>) {
+    /// Per call: takes in joins and leaves; with `full` (every call but `send`, which always
+    /// follows a `loan`) also probes liveness when the interval passed and takes returned
+    /// samples.
+    pub(super) fn maintain(&self, state: &mut State, freed: &mut Vec<u64>, full: bool) {
         let joins = self.control.header().live.joins.load(Ordering::Acquire);
-        let now = coarse_now_ms();
         if joins != state.joins_seen {
             state.joins_seen = joins;
             // A join, a leave or a request for a dead subscriber's slot: look at every slot.
             self.scan(state, freed, true);
-        } else if now >= self.next_probe.load(Ordering::Relaxed) {
+        } else if full && coarse_now_ms() >= self.next_probe.load(Ordering::Relaxed) {
             self.scan(state, freed, true);
         }
-        for k in 0..state.subs.len() {
-            if state.subs[k].attached {
-                self.take_returns(state, k, freed);
-            }
+        if !full {
+            return;
+        }
+        for i in 0..state.attached.len() {
+            let k = state.attached[i];
+            self.take_returns(state, k, freed);
         }
     }
 
@@ -96,6 +111,10 @@ impl Publisher {
                     self.reattach(state, k, word);
                 } else if (changed || probe) && !self.occupant_alive(k) {
                     self.reclaim(state, k, freed);
+                } else if !changed && word & 0xff == SLOT_ACTIVE {
+                    // A joiner publishes its nonce after it took the slot (then bumps `joins`):
+                    // an attach in between read the previous occupant's nonce, or none.
+                    self.refresh_address(state, k);
                 }
             } else if word & 0xff == SLOT_ACTIVE {
                 if self.occupant_alive(k) {
@@ -113,14 +132,26 @@ impl Publisher {
         let nonce = self.control.slot(k).control.nonce.load(Ordering::Acquire);
         let conn = &mut state.subs[k];
         conn.state_word = word;
+        conn.nonce = nonce;
         conn.address = address(nonce, 's').ok();
+    }
+
+    fn refresh_address(&self, state: &mut State, k: usize) {
+        let nonce = self.control.slot(k).control.nonce.load(Ordering::Acquire);
+        let conn = &mut state.subs[k];
+        if nonce != conn.nonce {
+            conn.nonce = nonce;
+            conn.address = address(nonce, 's').ok();
+        }
     }
 
     fn attach(&self, state: &mut State, k: usize, word: u64) {
         let nonce = self.control.slot(k).control.nonce.load(Ordering::Acquire);
         let conn = &mut state.subs[k];
         conn.attached = true;
+        state.attached.push(k);
         conn.state_word = word;
+        conn.nonce = nonce;
         conn.address = address(nonce, 's').ok();
         conn.write = 0;
         conn.comp_read = 0;
@@ -168,13 +199,18 @@ impl Publisher {
         self.control.completion(k).reset();
         let slot = &self.control.slot(k).control;
         slot.waiters.store(0, Ordering::Relaxed);
-        slot.borrowed.store(0, Ordering::Relaxed);
+        self.control
+            .slot(k)
+            .sub_read
+            .borrowed
+            .store(0, Ordering::Relaxed);
         slot.nonce.store(0, Ordering::Relaxed);
         slot.pid.store(0, Ordering::Relaxed);
         slot.state.store(SLOT_FREE, Ordering::Release);
         state.subs[k] = super::Conn::detached(self.facts.geometry.buffer_size);
+        state.attached.retain(|&j| j != k);
         let _ = backend.remove(&name);
-        drop(held);
+        held.release();
     }
 
     /// Takes subscriber `k`'s returned samples; refuses (and counts) every entry the record
@@ -236,7 +272,7 @@ impl Publisher {
                     Overflow::Block => return Push::Full,
                     Overflow::DropOldest if ring_full => {
                         if queue.take(read) {
-                            let oldest = conn.shadow[(read % capacity) as usize];
+                            let oldest = conn.shadow[queue.position(read)];
                             if let Release::Freed(offset) = records.release_held(k, oldest) {
                                 freed.push(offset);
                             }
@@ -253,7 +289,7 @@ impl Publisher {
                 }
             }
             queue.push(conn.write, offset.as_u64(), pack(len, idx));
-            conn.shadow[(conn.write % capacity) as usize] = idx;
+            conn.shadow[queue.position(conn.write)] = idx;
             conn.write += 1;
             records.deliver(idx, k);
             return Push::Delivered;
@@ -290,17 +326,15 @@ impl Publisher {
             }
         }
         let mut state = self.lock();
-        self.maintain(&mut state, freed);
+        self.maintain(&mut state, freed, true);
         state
     }
 
     /// Wakes every attached subscriber that has a thread waiting.
     pub(super) fn wake_waiting(&self, state: &State) {
         std::sync::atomic::fence(Ordering::SeqCst);
-        for (k, conn) in state.subs.iter().enumerate() {
-            if !conn.attached {
-                continue;
-            }
+        for &k in &state.attached {
+            let conn = &state.subs[k];
             let waiters = &self.control.slot(k).control.waiters;
             if waiters.load(Ordering::Relaxed) != 0
                 && let Some(address) = &conn.address

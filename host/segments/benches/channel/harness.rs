@@ -191,6 +191,9 @@ pub struct Job {
     pub tag: String,
     /// Wait without spinning (blocking receives) instead of busy-polling.
     pub blocking: bool,
+    /// Bounded busy spin (µs) of a blocking receive before it sleeps (resmem's
+    /// `SubscriberBuilder::spin`; iceoryx2 has none).
+    pub spin_us: u64,
     /// Payload bytes the peer sends.
     pub size: usize,
     /// Samples per streaming round.
@@ -207,10 +210,17 @@ impl Job {
             run: std::process::id(),
             tag: unique_tag(),
             blocking,
+            spin_us: 0,
             size,
             count,
             cpu: cpu_for(1),
         }
+    }
+
+    /// The same job with a spin before each blocking wait.
+    pub fn with_spin(mut self, spin_us: u64) -> Job {
+        self.spin_us = spin_us;
+        self
     }
 
     fn args(&self) -> Vec<String> {
@@ -220,6 +230,7 @@ impl Job {
             self.run.to_string(),
             self.tag.clone(),
             u8::from(self.blocking).to_string(),
+            self.spin_us.to_string(),
             self.size.to_string(),
             self.count.to_string(),
             self.cpu.map_or("-".to_string(), |cpu| cpu.to_string()),
@@ -228,7 +239,18 @@ impl Job {
 
     /// The job from the arguments after [`CHILD_ARG`].
     pub fn parse(args: &[String]) -> Job {
-        let [side, workload, run, tag, blocking, size, count, cpu] = args else {
+        let [
+            side,
+            workload,
+            run,
+            tag,
+            blocking,
+            spin_us,
+            size,
+            count,
+            cpu,
+        ] = args
+        else {
             panic!("peer arguments: {args:?}");
         };
         Job {
@@ -237,6 +259,7 @@ impl Job {
             run: run.parse().expect("run"),
             tag: tag.clone(),
             blocking: blocking == "1",
+            spin_us: spin_us.parse().expect("spin"),
             size: size.parse().expect("size"),
             count: count.parse().expect("count"),
             cpu: cpu.parse().ok(),

@@ -125,11 +125,13 @@ fn measure(notes: &mut Vec<String>) -> Vec<Row> {
     let wanted = |name: &str| name.contains(only.as_str());
     let mut rows = Vec::new();
 
-    // name, blocking waits, payload bytes, round trips per sample, samples, goal
+    // name, blocking waits, resmem's spin before sleeping (µs), payload bytes, round trips per
+    // sample, samples, goal
     let pingpongs = [
         (
             "64 B one-way latency, busy-poll",
             false,
+            0,
             64,
             20_000,
             11,
@@ -138,6 +140,16 @@ fn measure(notes: &mut Vec<String>) -> Vec<Row> {
         (
             "64 B one-way latency, blocking waits",
             true,
+            0,
+            64,
+            2_000,
+            9,
+            0.5,
+        ),
+        (
+            "64 B one-way, blocking waits, resmem spins 50 us first",
+            true,
+            50,
             64,
             2_000,
             9,
@@ -146,6 +158,7 @@ fn measure(notes: &mut Vec<String>) -> Vec<Row> {
         (
             "4 KiB one-way, fill + read every byte",
             false,
+            0,
             4096,
             10_000,
             11,
@@ -154,19 +167,20 @@ fn measure(notes: &mut Vec<String>) -> Vec<Row> {
         (
             "1 MiB one-way, fill + read every byte",
             false,
+            0,
             1 << 20,
             200,
             9,
             1.0,
         ),
     ];
-    for (name, blocking, size, iters, samples, goal) in pingpongs {
+    for (name, blocking, spin_us, size, iters, samples, goal) in pingpongs {
         if wanted(name) {
             let s = per_round(samples);
             let samples = interleaved(
                 ROUNDS,
                 || iceoryx2_side::pingpong(blocking, size, iters, s),
-                || resmem_side::pingpong(blocking, size, iters, s),
+                || resmem_side::pingpong(blocking, spin_us, size, iters, s),
             );
             rows.push(row(name, Unit::Time, Goal::Ratio(goal), samples));
         }
@@ -239,9 +253,18 @@ fn measure(notes: &mut Vec<String>) -> Vec<Row> {
         // Both idle subscribers wait at the same time: they use next to no CPU, and the run
         // is 6 s shorter.
         let anchor = iceoryx2_side::idle_start();
-        let ours = resmem_side::idle_start();
-        let samples = (anchor.finish(), ours.finish());
+        let ours = resmem_side::idle_start(0);
+        let spinning = resmem_side::idle_start(50);
+        let anchor = anchor.finish();
+        let samples = (anchor.clone(), ours.finish());
         rows.push(row(name, Unit::Percent, Goal::Below(1.0), samples));
+        let spun = (anchor, spinning.finish());
+        rows.push(row(
+            "idle waiting subscriber, resmem spins 50 us per wait",
+            Unit::Percent,
+            Goal::Below(1.0),
+            spun,
+        ));
     }
     rows
 }

@@ -44,9 +44,14 @@ fn publisher(config: &Config, name: &str, size: usize) -> Publisher {
 }
 
 fn subscriber(config: &Config, name: &str) -> Subscriber {
+    spinning_subscriber(config, name, 0)
+}
+
+fn spinning_subscriber(config: &Config, name: &str, spin_us: u64) -> Subscriber {
     Subscriber::builder(name)
         .config(config)
         .timeout(PEER_TIMEOUT)
+        .spin(Duration::from_micros(spin_us))
         .open()
         .expect("resmem subscriber")
 }
@@ -98,7 +103,7 @@ fn parent_ends(job: &Job, out_size: usize) -> (Ends, Peer) {
     let config = config(job.run);
     let publisher = publisher(&config, &name("a2b", &job.tag), out_size);
     let peer = Peer::spawn(job);
-    let subscriber = subscriber(&config, &name("b2a", &job.tag));
+    let subscriber = spinning_subscriber(&config, &name("b2a", &job.tag), job.spin_us);
     let start = Instant::now();
     while publisher.number_of_subscribers() == 0 {
         assert!(start.elapsed() < PEER_TIMEOUT, "the peer never subscribed");
@@ -116,7 +121,7 @@ fn parent_ends(job: &Job, out_size: usize) -> (Ends, Peer) {
 fn child_ends(job: &Job) -> Ends {
     let config = config(job.run);
     let publisher = publisher(&config, &name("b2a", &job.tag), job.size);
-    let subscriber = subscriber(&config, &name("a2b", &job.tag));
+    let subscriber = spinning_subscriber(&config, &name("a2b", &job.tag), job.spin_us);
     Ends {
         publisher,
         subscriber,
@@ -126,8 +131,9 @@ fn child_ends(job: &Job) -> Ends {
 }
 
 /// Round trips of `size`-byte messages with a peer that echoes them; one-way ns per sample.
-pub fn pingpong(blocking: bool, size: usize, iters: u64, samples: usize) -> Vec<f64> {
-    let job = Job::new(SIDE, "echo", blocking, size, 0);
+/// `spin_us`: both sides' blocking receives spin that long before they sleep.
+pub fn pingpong(blocking: bool, spin_us: u64, size: usize, iters: u64, samples: usize) -> Vec<f64> {
+    let job = Job::new(SIDE, "echo", blocking, size, 0).with_spin(spin_us);
     let (ends, peer) = parent_ends(&job, size);
     let mut seq = 0u64;
     let mut round_trips = |n: u64| {
@@ -231,8 +237,9 @@ pub struct Idle {
     _publisher: Publisher,
 }
 
-pub fn idle_start() -> Idle {
-    let job = Job::new(SIDE, "idle", true, 64, 0);
+/// `spin_us`: the idle subscriber spins that long at the start of each wait.
+pub fn idle_start(spin_us: u64) -> Idle {
+    let job = Job::new(SIDE, "idle", true, 64, 0).with_spin(spin_us);
     let publisher = publisher(&config(job.run), &name("idle", &job.tag), 64);
     let peer = Peer::spawn(&job);
     Idle {
@@ -274,7 +281,8 @@ pub fn child(job: &Job) {
             }
         }
         "idle" => {
-            let subscriber = subscriber(&config(job.run), &name("idle", &job.tag));
+            let subscriber =
+                spinning_subscriber(&config(job.run), &name("idle", &job.tag), job.spin_us);
             harness::say("ready");
             harness::idle_windows(|timeout: Duration| {
                 let sample = subscriber

@@ -33,6 +33,7 @@
 //! ```
 
 mod error;
+mod freed;
 pub mod layout;
 mod names;
 mod notify;

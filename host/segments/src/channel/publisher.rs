@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::freed::Freed;
 use super::layout::{Control, Facts, Geometry};
 use super::names;
 use super::notify::{Notifier, WaiterGuard};
@@ -297,7 +298,7 @@ impl Publisher {
 
     /// Subscribers connected now (after taking in joins and leaves).
     pub fn number_of_subscribers(&self) -> usize {
-        let mut freed = Vec::new();
+        let mut freed = Freed::default();
         let count = {
             let mut state = self.lock();
             self.maintain(&mut state, &mut freed, true);
@@ -330,7 +331,7 @@ impl Publisher {
     /// happens on its own within [`PROBE_INTERVAL`](super::PROBE_INTERVAL) of activity).
     /// Returns how many subscribers are connected.
     pub fn update_connections(&self) -> usize {
-        let mut freed = Vec::new();
+        let mut freed = Freed::default();
         let count = {
             let mut state = self.lock();
             self.scan(&mut state, &mut freed, true);
@@ -357,7 +358,7 @@ impl Publisher {
         if layout.size() > MAX_SAMPLE_LEN {
             return Err(ChannelError::Alloc(AllocError::SizeTooLarge));
         }
-        let mut freed = Vec::new();
+        let mut freed = Freed::default();
         let idx = {
             let mut state = self.lock();
             self.maintain(&mut state, &mut freed, true);
@@ -372,7 +373,7 @@ impl Publisher {
             Ok(chunk) => Ok(chunk),
             Err(AllocError::OutOfMemory | AllocError::QuotaExceeded) => {
                 // Short of memory: dead subscribers may hold it.
-                let mut freed = Vec::new();
+                let mut freed = Freed::default();
                 {
                     let mut state = self.lock();
                     self.scan(&mut state, &mut freed, true);
@@ -418,8 +419,8 @@ impl Publisher {
     }
 
     /// Frees chunks whose last holder is gone (outside the state lock).
-    fn free(&self, freed: Vec<u64>) {
-        for offset in freed {
+    fn free(&self, freed: Freed) {
+        for offset in freed.drain() {
             let result = self.memory.try_deallocate(PointerOffset::from_u64(offset));
             debug_assert!(
                 result.is_ok(),
@@ -435,7 +436,7 @@ impl Publisher {
     }
 
     fn send_sample(&self, idx: u32, offset: PointerOffset, len: usize) -> usize {
-        let mut freed = Vec::new();
+        let mut freed = Freed::default();
         let mut state = self.lock();
         self.maintain(&mut state, &mut freed, false);
         state.records.begin_send(idx, offset.as_u64());
@@ -482,7 +483,7 @@ impl Drop for Publisher {
         let mut state = self.lock();
         // Only live subscribers drain what is queued: reclaim the dead ones first, or their
         // queues would keep the objects forever.
-        let mut freed = Vec::new();
+        let mut freed = Freed::default();
         self.scan(&mut state, &mut freed, true);
         let mut pending = false;
         for &k in &state.attached {

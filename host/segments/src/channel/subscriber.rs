@@ -3,7 +3,6 @@
 
 use std::os::unix::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::layout::{Control, Facts, SLOT_ACTIVE, SLOT_FREE, SLOT_LEFT, Validated, validate_raw};
@@ -174,7 +173,8 @@ impl SubscriberBuilder {
             notifier,
             spin: self.spin,
             borrowed: AtomicUsize::new(0),
-            completion_write: Mutex::new(completion_write),
+            completion_write: AtomicU64::new(completion_write),
+            completion_busy: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             next_liveness: AtomicU64::new(0),
             gone: AtomicBool::new(false),
@@ -295,8 +295,9 @@ pub struct Subscriber {
     notifier: Notifier,
     spin: Duration,
     borrowed: AtomicUsize,
-    /// Producer index of our completion queue.
-    completion_write: Mutex<u64>,
+    /// Producer index of our completion queue, guarded by `completion_busy`.
+    completion_write: AtomicU64,
+    completion_busy: AtomicBool,
     /// Returns that found the completion queue full (only a scribbled index does that).
     refused: AtomicU64,
     next_liveness: AtomicU64,
@@ -379,15 +380,16 @@ impl Subscriber {
     }
 
     fn take(&self) -> Result<Option<Sample<'_>>, ChannelError> {
-        let (a, b) = match self.control.submission(self.k).pop() {
+        let queue = self.control.submission(self.k);
+        let (a, b) = match queue.pop() {
             Pop::Entry(a, b) => (a, b),
-            Pop::Empty if self.publisher_gone() => {
-                // Entries sent just before the end are still worth taking.
-                return match self.control.submission(self.k).pop() {
-                    Pop::Entry(..) | Pop::Corrupt => Err(ChannelError::Corrupted),
-                    Pop::Empty => Err(ChannelError::PublisherGone),
-                };
-            }
+            // The publisher is gone only after its last send: look once more, an entry sent
+            // just before the end is still worth taking.
+            Pop::Empty if self.publisher_gone() => match queue.pop() {
+                Pop::Entry(a, b) => (a, b),
+                Pop::Empty => return Err(ChannelError::PublisherGone),
+                Pop::Corrupt => return Err(ChannelError::Corrupted),
+            },
             Pop::Empty => return Ok(None),
             Pop::Corrupt => return Err(ChannelError::Corrupted),
         };
@@ -436,25 +438,35 @@ impl Subscriber {
         );
     }
 
-    /// Puts an entry into the completion queue (under our lock: samples drop on any thread).
+    /// Puts an entry into the completion queue. Samples drop on any thread: a tiny spin lock
+    /// (a few stores inside, never a syscall) orders the producers.
     fn give_back(&self, offset: u64, idx: u64) {
         let queue = self.control.completion(self.k);
+        let mut spins = 0u32;
+        while self
+            .completion_busy
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
         {
-            let mut write = self
-                .completion_write
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match queue.observed_read(*write) {
-                Some(read) if *write - read < queue.capacity() => {
-                    queue.push(*write, offset, idx);
-                    *write += 1;
-                }
-                // Only a scribbled index makes an honest subscriber's queue full.
-                _ => {
-                    self.refused.fetch_add(1, Ordering::Relaxed);
-                }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
             }
         }
+        let write = self.completion_write.load(Ordering::Relaxed);
+        match queue.observed_read(write) {
+            Some(read) if write - read < queue.capacity() => {
+                queue.push(write, offset, idx);
+                self.completion_write.store(write + 1, Ordering::Relaxed);
+            }
+            // Only a scribbled index makes an honest subscriber's queue full.
+            _ => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.completion_busy.store(false, Ordering::Release);
         if self.overflow == Overflow::Block {
             self.wake_publisher();
         }

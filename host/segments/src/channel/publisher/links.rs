@@ -6,6 +6,7 @@ use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::super::freed::Freed;
 use super::super::layout::{SLOT_ACTIVE, SLOT_FREE};
 use super::super::notify::{WaiterGuard, address};
 use super::super::records::Release;
@@ -75,7 +76,7 @@ impl Publisher {
     /// Per call: takes in joins and leaves; with `full` (every call but `send`, which always
     /// follows a `loan`) also probes liveness when the interval passed and takes returned
     /// samples.
-    pub(super) fn maintain(&self, state: &mut State, freed: &mut Vec<u64>, full: bool) {
+    pub(super) fn maintain(&self, state: &mut State, freed: &mut Freed, full: bool) {
         let joins = self.control.header().live.joins.load(Ordering::Acquire);
         if joins != state.joins_seen {
             state.joins_seen = joins;
@@ -95,7 +96,7 @@ impl Publisher {
 
     /// Looks at every slot: attaches new occupants, reclaims dead (with `probe`) or departed
     /// ones, frees slots whose never-attached occupant is gone.
-    pub(super) fn scan(&self, state: &mut State, freed: &mut Vec<u64>, probe: bool) {
+    pub(super) fn scan(&self, state: &mut State, freed: &mut Freed, probe: bool) {
         self.next_probe.store(
             coarse_now_ms() + PROBE_INTERVAL.as_millis() as u64,
             Ordering::Relaxed,
@@ -170,7 +171,7 @@ impl Publisher {
     /// Slot `k`'s occupant is gone: releases everything it held, resets the slot, frees it.
     /// Holds the slot's lock object meanwhile (the dead occupant's, or one it creates), so
     /// no joiner takes the slot while it is being reset.
-    fn reclaim(&self, state: &mut State, k: usize, freed: &mut Vec<u64>) {
+    fn reclaim(&self, state: &mut State, k: usize, freed: &mut Freed) {
         let backend = self.config.get_backend();
         let name = names::lock_name(&self.service, self.facts.epoch, k, &self.config);
         let held = match backend.try_lock(&name) {
@@ -215,7 +216,7 @@ impl Publisher {
 
     /// Takes subscriber `k`'s returned samples; refuses (and counts) every entry the record
     /// does not confirm.
-    fn take_returns(&self, state: &mut State, k: usize, freed: &mut Vec<u64>) {
+    fn take_returns(&self, state: &mut State, k: usize, freed: &mut Freed) {
         let State { records, subs, .. } = state;
         let conn = &mut subs[k];
         let mut refused = 0u64;
@@ -247,7 +248,7 @@ impl Publisher {
         idx: u32,
         offset: PointerOffset,
         len: usize,
-        freed: &mut Vec<u64>,
+        freed: &mut Freed,
     ) -> Push {
         let queue = self.control.submission(k);
         let capacity = queue.capacity();
@@ -300,7 +301,7 @@ impl Publisher {
         Push::Skipped
     }
 
-    fn probe_one(&self, state: &mut State, k: usize, freed: &mut Vec<u64>) {
+    fn probe_one(&self, state: &mut State, k: usize, freed: &mut Freed) {
         if !self.occupant_alive(k) {
             self.reclaim(state, k, freed);
         }
@@ -312,7 +313,7 @@ impl Publisher {
         &'a self,
         mut state: MutexGuard<'a, State>,
         k: usize,
-        freed: &mut Vec<u64>,
+        freed: &mut Freed,
     ) -> MutexGuard<'a, State> {
         if !self.occupant_alive(k) {
             self.reclaim(&mut state, k, freed);

@@ -6,7 +6,7 @@
 //! `wasi:io/poll` pollables can wait on the same thing.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicU32, Ordering, fence};
@@ -49,16 +49,28 @@ impl Notifier {
 
     /// Waits until a wake-up arrives or `timeout` passes; drains what arrived.
     pub(crate) fn wait(&self, timeout: Duration) {
+        self.wait_or(timeout, None);
+    }
+
+    /// As [`Notifier::wait`], also returning when `also` becomes readable (a pidfd whose
+    /// process exited); returns whether it did.
+    pub(crate) fn wait_or(&self, timeout: Duration, also: Option<BorrowedFd<'_>>) -> bool {
         // Rounded up to whole milliseconds: a 0 ms poll would spin for shorter timeouts.
         let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as u32;
         let timeout = nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX);
-        let mut fds = [nix::poll::PollFd::new(
+        let mut fds = vec![nix::poll::PollFd::new(
             self.socket.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
+        if let Some(fd) = also {
+            fds.push(nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN));
+        }
         // EINTR or readiness: either way the caller re-checks its condition.
         let _ = nix::poll::poll(&mut fds, timeout);
         self.drain();
+        fds.get(1)
+            .and_then(nix::poll::PollFd::revents)
+            .is_some_and(|events| !events.is_empty())
     }
 
     /// Discards pending wake-ups.
@@ -96,4 +108,16 @@ impl Drop for WaiterGuard<'_> {
 pub(crate) fn anybody_waiting(counter: &AtomicU32) -> bool {
     fence(Ordering::SeqCst);
     counter.load(Ordering::Relaxed) != 0
+}
+
+/// A pidfd of process `pid` (readable once it exits), or `None` where the kernel has none
+/// or the pid is not ours to watch (another pid namespace, gone already).
+pub(crate) fn pidfd(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok().filter(|&p| p > 0)?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory
+    // is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: a descriptor the kernel just opened for us, owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -424,7 +424,10 @@ impl Publisher {
             if cfg!(debug_assertions) {
                 // Tests and fuzzing: every free is checked against the allocator.
                 let result = self.memory.try_deallocate(offset);
-                assert!(result.is_ok(), "the record freed {offset} twice or never loaned it");
+                assert!(
+                    result.is_ok(),
+                    "the record freed {offset} twice or never loaned it"
+                );
             } else {
                 // SAFETY: the record releases each chunk `loan` got exactly once, when its
                 // last holder let go (its property test checks that against a model, debug

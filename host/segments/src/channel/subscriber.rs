@@ -1,6 +1,7 @@
 //! The subscriber: joins a slot of the service, takes entries from its submission queue,
 //! maps their segments through a view and gives samples back through its completion queue.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,6 +15,9 @@ use crate::{AccessMode, Config, OpenError, PointerOffset, View};
 
 /// Longest sleep of a waiting subscriber before it checks that the publisher still lives.
 const LIVENESS_SLICE: Duration = Duration::from_millis(100);
+/// The same while a pidfd of the publisher wakes the subscriber when it exits (a backstop for
+/// a publisher in another pid namespace, or a pid in the header that is not the publisher's).
+const WATCHED_SLICE: Duration = Duration::from_secs(1);
 /// How often (ms) an idle `receive` may probe the publisher's lock.
 const LIVENESS_EVERY_MS: u64 = 10;
 /// How long `open` waits for the publisher to reclaim dead subscribers' slots.
@@ -113,6 +117,10 @@ impl SubscriberBuilder {
         // SAFETY: validated: total_size <= len, page aligned; the mapping moves into the
         // subscriber with `control`.
         let control = unsafe { Control::new(mapping.as_ptr(), facts.geometry) };
+        // Opened before the lock is checked: if the lock is held afterwards, the pid was the
+        // live publisher's when the pidfd was made (unless the header lies, which only costs
+        // a wake-up: see `wait_for_data`).
+        let publisher_pidfd = super::notify::pidfd(facts.publisher_pid);
         let closed = control.header().closed.load(Ordering::Acquire) != 0;
         if closed || !mapping.is_locked_by_other().unwrap_or(true) {
             return Err(Attempt::Retry(ChannelError::PublisherGone));
@@ -167,6 +175,8 @@ impl SubscriberBuilder {
             view,
             overflow: Overflow::from_code(facts.overflow),
             publisher_address,
+            publisher_pidfd,
+            pidfd_trusted: AtomicBool::new(true),
             facts,
             k,
             state_word,
@@ -290,6 +300,11 @@ pub struct Subscriber {
     facts: Facts,
     overflow: Overflow,
     publisher_address: Option<SocketAddr>,
+    /// Readable once the publisher's process exits, while `pidfd_trusted`.
+    publisher_pidfd: Option<OwnedFd>,
+    /// Cleared when the pidfd fired but the publisher still holds its lock (the header's pid
+    /// was not the publisher's): then waits fall back to short slices.
+    pidfd_trusted: AtomicBool,
     k: usize,
     state_word: u64,
     notifier: Notifier,
@@ -513,7 +528,31 @@ impl Subscriber {
             if self.has_samples() || self.publisher_gone() {
                 continue;
             }
-            self.notifier.wait((deadline - now).min(LIVENESS_SLICE));
+            self.wait_for_data(deadline - now);
+        }
+    }
+
+    /// Sleeps until a wake-up, the publisher's exit (through its pidfd) or `timeout`, at most
+    /// a liveness slice.
+    fn wait_for_data(&self, timeout: Duration) {
+        let watched = self
+            .publisher_pidfd
+            .as_ref()
+            .filter(|_| self.pidfd_trusted.load(Ordering::Relaxed));
+        let slice = if watched.is_some() {
+            WATCHED_SLICE
+        } else {
+            LIVENESS_SLICE
+        };
+        let exited = self
+            .notifier
+            .wait_or(timeout.min(slice), watched.map(AsFd::as_fd));
+        if exited {
+            // Check now, not in 10 ms; a pidfd of some other process stops being used.
+            self.next_liveness.store(0, Ordering::Relaxed);
+            if !self.publisher_gone() {
+                self.pidfd_trusted.store(false, Ordering::Relaxed);
+            }
         }
     }
 

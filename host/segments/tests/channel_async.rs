@@ -78,3 +78,64 @@ fn a_cancelled_wait_leaves_the_subscriber_usable_and_gone_is_reported() {
         );
     });
 }
+
+/// The publisher process of `receive_async_wakes_when_the_publisher_process_dies` (run by it,
+/// with the prefix in `RMAS_PREFIX`).
+#[test]
+#[ignore = "helper process of another test"]
+fn publisher_process() {
+    let Ok(prefix) = std::env::var("RMAS_PREFIX") else {
+        return;
+    };
+    let config = Config::default().prefix(&prefix);
+    let publisher = Publisher::builder("svc").config(&config).create().unwrap();
+    println!("ready");
+    publisher.wait_for_subscribers(1, Duration::from_secs(30));
+    publisher.send_copy(b"before").unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn receive_async_wakes_when_the_publisher_process_dies() {
+    use std::io::BufRead;
+    let prefix = format!("rmas{}_dies_", std::process::id());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "publisher_process", "--ignored", "--nocapture"])
+        .env("RMAS_PREFIX", &prefix)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("ready")));
+    let config = Config::default().prefix(&prefix);
+    let subscriber = Subscriber::builder("svc")
+        .config(&config)
+        .timeout(Duration::from_secs(10))
+        .open()
+        .unwrap();
+    let (gone_after, first) = runtime().block_on(async {
+        let first = tokio::time::timeout(Duration::from_secs(10), subscriber.receive_async())
+            .await
+            .expect("the first sample")
+            .unwrap()
+            .payload()
+            .to_vec();
+        let killed = std::time::Instant::now();
+        child.kill().unwrap();
+        let gone = tokio::time::timeout(Duration::from_secs(10), subscriber.receive_async())
+            .await
+            .expect("woken by the death, not the 10 s timeout");
+        assert_eq!(gone.err(), Some(ChannelError::PublisherGone));
+        (killed.elapsed(), first)
+    });
+    let _ = child.wait();
+    assert_eq!(first, b"before");
+    // The pidfd wakes it; without one the re-check comes within 100 ms.
+    assert!(gone_after < Duration::from_millis(500), "{gone_after:?}");
+    drop(subscriber);
+    assert_eq!(
+        resmem::channel::remove_stale_service("svc", &config),
+        Ok(resmem::StaleRemoval::Removed)
+    );
+    println!("PublisherGone {gone_after:?} after the kill");
+}

@@ -563,8 +563,16 @@ impl Subscriber {
     /// Outside a Tokio runtime with the IO and time drivers enabled (as Tokio's own IO does).
     #[cfg(feature = "tokio")]
     pub async fn receive_async(&self) -> Result<Sample<'_>, ChannelError> {
+        use std::task::Poll;
         use tokio::io::Interest;
         use tokio::io::unix::AsyncFd;
+        // Registered with the reactor for this call (dropped, and deregistered, with it).
+        let register = |fd: OwnedFd, what: &str| {
+            // SAFETY: the AsyncFd owns its descriptor (a clone of ours), which stays open and
+            // the same until the AsyncFd drops it.
+            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                .map_err(|e| io_error(&e.into(), what))
+        };
         loop {
             if let Some(sample) = self.receive()? {
                 return Ok(sample);
@@ -573,17 +581,42 @@ impl Subscriber {
                 .notifier
                 .try_clone()
                 .map_err(|e| io_error(&e, "cloning the wake-up socket"))?;
-            // SAFETY: the socket owns its descriptor, which stays open (and the same) until the
-            // AsyncFd, which owns the socket, drops it.
-            let fd = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
-                .map_err(|e| io_error(&e.into(), "registering the wake-up socket"))?;
+            let socket = register(OwnedFd::from(socket), "registering the wake-up socket")?;
+            let pidfd = match self
+                .publisher_pidfd
+                .as_ref()
+                .filter(|_| self.pidfd_trusted.load(Ordering::Relaxed))
+                .map(OwnedFd::try_clone)
+            {
+                Some(Ok(fd)) => register(fd, "registering the publisher's pidfd").ok(),
+                _ => None,
+            };
+            let slice = if pidfd.is_some() {
+                WATCHED_SLICE
+            } else {
+                LIVENESS_SLICE
+            };
             let _waiting = WaiterGuard::enter(&self.control.slot(self.k).control.waiters);
             if self.has_samples() || self.publisher_gone() {
                 continue;
             }
-            if let Ok(Ok(mut ready)) = tokio::time::timeout(LIVENESS_SLICE, fd.readable()).await {
-                self.notifier.drain();
-                ready.clear_ready();
+            let woken = std::future::poll_fn(|cx| {
+                if let Poll::Ready(Ok(mut ready)) = socket.poll_read_ready(cx) {
+                    self.notifier.drain();
+                    ready.clear_ready();
+                    return Poll::Ready(false);
+                }
+                match pidfd.as_ref().map(|fd| fd.poll_read_ready(cx)) {
+                    Some(Poll::Ready(_)) => Poll::Ready(true),
+                    _ => Poll::Pending,
+                }
+            });
+            if let Ok(true) = tokio::time::timeout(slice, woken).await {
+                // The publisher's process exited (or the pid was not the publisher's).
+                self.next_liveness.store(0, Ordering::Relaxed);
+                if !self.publisher_gone() {
+                    self.pidfd_trusted.store(false, Ordering::Relaxed);
+                }
             }
         }
     }

@@ -375,3 +375,37 @@ fn scribbled_queue_indices_are_put_back_and_counted() {
         assert!(publisher.violations() > before, "{index}: not counted");
     }
 }
+
+#[test]
+fn send_timeout_gives_up_on_a_full_subscriber_under_block() {
+    let config = config("sendtimeout");
+    let publisher = Publisher::builder("svc")
+        .config(&config)
+        .buffer_size(1)
+        .overflow(Overflow::Block)
+        .create()
+        .unwrap();
+    let stalled = Subscriber::builder("svc").config(&config).open().unwrap();
+    let layout = Layout::from_size_align(1, 1).unwrap();
+    let mut first = publisher.loan(layout).unwrap();
+    first.payload_mut()[0] = 1;
+    assert_eq!(first.send_timeout(Duration::from_millis(50)).unwrap(), 1);
+    let start = Instant::now();
+    let mut second = publisher.loan(layout).unwrap();
+    second.payload_mut()[0] = 2;
+    assert_eq!(
+        second.send_timeout(Duration::from_millis(50)).unwrap(),
+        0,
+        "still full"
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(50) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert_eq!(stalled.receive().unwrap().unwrap().payload(), [1]);
+    assert!(
+        stalled.receive().unwrap().is_none(),
+        "the second was not delivered"
+    );
+}

@@ -443,7 +443,15 @@ impl Publisher {
         debug_assert!(result.is_ok(), "a loan's chunk is allocated");
     }
 
-    fn send_sample(&self, idx: u32, offset: PointerOffset, len: usize) -> usize {
+    /// Delivers to every attached subscriber; under `Overflow::Block` a full one is waited for
+    /// until `deadline` (`None`: as long as it lives), then skipped.
+    fn send_sample(
+        &self,
+        idx: u32,
+        offset: PointerOffset,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> usize {
         let mut freed = Freed::default();
         let mut state = self.lock();
         self.maintain(&mut state, &mut freed, false);
@@ -463,7 +471,10 @@ impl Publisher {
                 }
                 Push::Skipped => k += 1,
                 // Retries k when the subscriber made room (or was reclaimed).
-                Push::Full => state = self.block_on(state, k, &mut freed),
+                Push::Full => match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+                    Some(left) if left.is_zero() => k += 1,
+                    left => state = self.block_on(state, k, &mut freed, left),
+                },
             }
         }
         if let Release::Freed(offset) = state.records.end_send(idx) {
@@ -583,7 +594,21 @@ impl SampleMut<'_> {
 
     /// Delivers the sample to every connected subscriber; returns how many got it. With no
     /// subscriber, the chunk is freed at once.
-    pub fn send(mut self) -> Result<usize, ChannelError> {
+    pub fn send(self) -> Result<usize, ChannelError> {
+        self.deliver(None)
+    }
+
+    /// Like [`SampleMut::send`], but under [`Overflow::Block`] waits at most `timeout` in all
+    /// for subscribers whose queue is full; those still full then do not get this sample (as
+    /// under `DropNewest`). Other policies never wait, so it is `send` for them.
+    pub fn send_timeout(self, timeout: Duration) -> Result<usize, ChannelError> {
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
+        self.deliver(Some(deadline))
+    }
+
+    fn deliver(mut self, deadline: Option<Instant>) -> Result<usize, ChannelError> {
         if let Some(len) = self.bad_len {
             return Err(ChannelError::InvalidLength {
                 len,
@@ -593,7 +618,7 @@ impl SampleMut<'_> {
         self.sent = true;
         Ok(self
             .publisher
-            .send_sample(self.idx, self.chunk.offset, self.len))
+            .send_sample(self.idx, self.chunk.offset, self.len, deadline))
     }
 }
 

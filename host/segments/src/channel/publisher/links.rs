@@ -314,6 +314,7 @@ impl Publisher {
         mut state: MutexGuard<'a, State>,
         k: usize,
         freed: &mut Freed,
+        at_most: Option<Duration>,
     ) -> MutexGuard<'a, State> {
         if !self.occupant_alive(k) {
             self.reclaim(&mut state, k, freed);
@@ -326,7 +327,8 @@ impl Publisher {
         {
             let _waiting = WaiterGuard::enter(&self.control.header().live.publisher_waiters);
             if (submission.indices(), completion.indices()) == before {
-                self.notifier.wait(BLOCK_SLICE);
+                self.notifier
+                    .wait(at_most.map_or(BLOCK_SLICE, |left| left.min(BLOCK_SLICE)));
             }
         }
         let mut state = self.lock();

@@ -353,6 +353,8 @@ impl World {
             .max_loans(LOANS)
             .overflow(self.overflow)
             .allocation_strategy(self.strategy)
+            // A restart takes over the closed service even while old subscribers drain it.
+            .reclaim_stale(true)
             .create()
             .expect("creating a publisher in a fresh namespace");
         let backend = self.config.get_backend();

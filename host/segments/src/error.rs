@@ -132,6 +132,10 @@ pub enum DeallocError {
     /// The chunk is not allocated (double free).
     #[error("the chunk is not allocated (double free)")]
     NotAllocated,
+    /// The memory belongs to a channel publisher, which alone frees its chunks (from its
+    /// record of who holds them); a free from outside could let two loans share a chunk.
+    #[error("the memory's chunks belong to a channel publisher, which frees them")]
+    OwnedByChannel,
 }
 
 /// Why `list`, `exists` or `remove` failed.

@@ -150,6 +150,7 @@ impl MemoryBuilder {
             allocator: self.allocator,
             budget: self.budget,
             abandoned: false,
+            channel_owned: false,
         };
         // From here on, dropping `memory` removes whatever was created. The management
         // object was locked at creation: the lock says "owner alive" to every process.
@@ -234,6 +235,8 @@ pub struct Memory {
     allocator: AllocatorKind,
     budget: Option<Arc<dyn SegmentBudget>>,
     abandoned: bool,
+    /// Set by a channel publisher: `try_deallocate` refuses, only the publisher frees.
+    channel_owned: bool,
 }
 
 impl Memory {
@@ -529,7 +532,23 @@ impl Memory {
     /// start). The segment's reference is dropped only for a real free. (An offset that was
     /// freed and handed out again names the new chunk: the check is about what is allocated
     /// now, not about who holds it.)
+    ///
+    /// The memory of a channel [`Publisher`](crate::Publisher) refuses with
+    /// [`DeallocError::OwnedByChannel`]: its chunks are freed by the publisher alone.
     pub fn try_deallocate(&self, offset: PointerOffset) -> Result<(), DeallocError> {
+        if self.channel_owned {
+            return Err(DeallocError::OwnedByChannel);
+        }
+        self.try_deallocate_owned(offset)
+    }
+
+    /// Hands the memory to a channel publisher: from now on only it frees chunks.
+    pub(crate) fn set_channel_owned(&mut self) {
+        self.channel_owned = true;
+    }
+
+    /// [`Memory::try_deallocate`] for the memory's owner, also a channel's.
+    pub(crate) fn try_deallocate_owned(&self, offset: PointerOffset) -> Result<(), DeallocError> {
         let slot = &self.slots[offset.segment_id().index()];
         if !slot.pin() {
             return Err(DeallocError::InvalidOffset);

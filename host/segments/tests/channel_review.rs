@@ -114,7 +114,10 @@ fn an_honest_subscriber_with_an_empty_queue_is_skipped_by_send() {
             delivered, 1,
             "{policy:?}: an honest subscriber with an empty queue and room did not get the sample"
         );
-        assert_eq!(subscriber.receive().unwrap().map(|s| s.payload()[0]), Some(2));
+        assert_eq!(
+            subscriber.receive().unwrap().map(|s| s.payload()[0]),
+            Some(2)
+        );
     }
 }
 
@@ -206,7 +209,10 @@ fn a_joiner_killed_after_creating_its_lock_object_wedges_the_slot() {
         Ok(()),
         "the only slot is lost for good to a dead joiner's lock object"
     );
-    assert!(left.is_empty(), "left behind after everything dropped: {left:?}");
+    assert!(
+        left.is_empty(),
+        "left behind after everything dropped: {left:?}"
+    );
 }
 
 /// DOCS VS BEHAVIOUR (samples lost): README "Crashes": "When the publisher is gone,
@@ -288,5 +294,3 @@ fn publisher_and_subscriber_dropping_together_leak_the_service() {
         "round {rounds}: left behind after both dropped: {leaked:?}"
     );
 }
-
-

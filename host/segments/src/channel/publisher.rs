@@ -23,6 +23,9 @@ use links::{Conn, Push};
 /// Longest sleep of `wait_for_subscribers` between two looks at the slots.
 const JOIN_SLICE: Duration = Duration::from_millis(50);
 
+/// Largest private record (holding bitmaps) a publisher may need.
+const MAX_RECORD_BYTES: usize = 256 << 20;
+
 /// How often `create` with `reclaim_stale` removes a stale service and tries again.
 const RECLAIM_ATTEMPTS: usize = 4;
 
@@ -123,6 +126,13 @@ impl PublisherBuilder {
             .ok_or(ChannelError::InvalidConfig(
                 "max_loans + max_subscribers * (buffer_size + max_borrowed) exceeds 2^24",
             ))?;
+        // The record keeps a bitmap of every sample index per subscriber.
+        if geometry.max_subscribers * in_flight.div_ceil(8) > MAX_RECORD_BYTES {
+            return Err(ChannelError::InvalidConfig(
+                "max_subscribers * (max_loans + max_subscribers * (buffer_size + max_borrowed)) \
+                 needs more than 256 MiB of bookkeeping",
+            ));
+        }
         for _ in 0..RECLAIM_ATTEMPTS {
             match self.create_once(geometry, in_flight) {
                 Err(ChannelError::AlreadyExists) => {}
@@ -130,7 +140,9 @@ impl PublisherBuilder {
             }
             // A publisher that closed normally but left its objects to draining subscribers
             // is no crash to keep for inspection: a new publisher takes the name over.
-            if !self.reclaim_stale && !super::service::was_closed(&self.service, &self.config) {
+            if !self.reclaim_stale
+                && !super::service::closed_and_unattended(&self.service, &self.config)
+            {
                 return Err(ChannelError::AlreadyExists);
             }
             match super::remove_stale_service(&self.service, &self.config)? {
@@ -162,13 +174,15 @@ impl PublisherBuilder {
             name: &control_name,
             armed: true,
         };
-        let memory = Memory::builder(&self.service)
+        let mut memory = Memory::builder(&self.service)
             .config(&self.config)
             .max_chunk_layout_hint(self.chunk_layout.unwrap_or(DEFAULT_CHUNK))
             .max_number_of_chunks_hint(self.chunks.unwrap_or(in_flight).max(1))
             .allocation_strategy(self.strategy)
             .reclaim_stale(self.reclaim_stale)
             .create()?;
+        // `memory()` hands it to safe code: a free from there could let two loans alias.
+        memory.set_channel_owned();
         let (notifier, epoch) =
             Notifier::bind('p').map_err(|e| io_error(&e, "binding the wake-up socket"))?;
         let facts = Facts {
@@ -423,7 +437,7 @@ impl Publisher {
         for offset in freed.drain().map(PointerOffset::from_u64) {
             if cfg!(debug_assertions) {
                 // Tests and fuzzing: every free is checked against the allocator.
-                let result = self.memory.try_deallocate(offset);
+                let result = self.memory.try_deallocate_owned(offset);
                 assert!(
                     result.is_ok(),
                     "the record freed {offset} twice or never loaned it"
@@ -439,7 +453,7 @@ impl Publisher {
 
     fn cancel(&self, idx: u32, offset: PointerOffset) {
         self.lock().records.cancel_loan(idx);
-        let result = self.memory.try_deallocate(offset);
+        let result = self.memory.try_deallocate_owned(offset);
         debug_assert!(result.is_ok(), "a loan's chunk is allocated");
     }
 

@@ -130,7 +130,8 @@ impl<'a, W: Word> QueueRef<'a, W> {
         let entry = self.entry(write);
         entry.a.store(a, Ordering::Relaxed);
         entry.b.store(b, Ordering::Relaxed);
-        self.write.store(write + 1, Ordering::Release);
+        // Wrapping: a producer index near the end only comes from a scribbled start.
+        self.write.store(write.wrapping_add(1), Ordering::Release);
     }
 
     /// Takes entry `read` away from the consumers (producer's `DropOldest`, or a consumer's

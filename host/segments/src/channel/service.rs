@@ -123,9 +123,9 @@ pub fn service_info(service: &str, config: &Config) -> Result<ServiceInfo, Chann
     })
 }
 
-/// Whether `service`'s control object says its publisher dropped normally (and nobody holds
-/// its lock now): such a service only waits for draining subscribers.
-pub(crate) fn was_closed(service: &str, config: &Config) -> bool {
+/// Whether `service`'s control object says its publisher dropped normally, nobody holds its
+/// lock now and no subscriber is still draining it: a new publisher may take the name.
+pub(crate) fn closed_and_unattended(service: &str, config: &Config) -> bool {
     let backend = config.get_backend();
     let name = names::control_name(service, config);
     let Ok(mapping) = backend.open(&name, AccessMode::Read) else {
@@ -136,8 +136,15 @@ pub(crate) fn was_closed(service: &str, config: &Config) -> bool {
         Ok(Validated::Ready(facts)) => {
             // SAFETY: validated: the mapping holds total_size bytes and outlives `control`.
             let control = unsafe { Control::new(mapping.as_ptr(), facts.geometry) };
+            let draining = (0..facts.geometry.max_subscribers).any(|k| {
+                control.slot(k).control.state.load(Ordering::Acquire) != SLOT_FREE
+                    && backend
+                        .is_locked(&names::lock_name(service, facts.epoch, k, config))
+                        .unwrap_or(true)
+            });
             control.header().closed.load(Ordering::Acquire) != 0
                 && !mapping.is_locked_by_other().unwrap_or(true)
+                && !draining
         }
         _ => false,
     }

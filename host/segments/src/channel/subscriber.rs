@@ -20,6 +20,10 @@ const LIVENESS_SLICE: Duration = Duration::from_millis(100);
 const WATCHED_SLICE: Duration = Duration::from_secs(1);
 /// How often (ms) an idle `receive` may probe the publisher's lock.
 const LIVENESS_EVERY_MS: u64 = 10;
+/// How often, and how far apart, the last subscriber of a closed service tries to remove it
+/// while the publisher finishes its drop.
+const CLOSE_ATTEMPTS: usize = 100;
+const CLOSE_PAUSE: Duration = Duration::from_millis(2);
 /// How long `open` waits for the publisher to reclaim dead subscribers' slots.
 const STALE_GRACE: Duration = Duration::from_millis(200);
 
@@ -215,8 +219,22 @@ impl SubscriberBuilder {
             let lock = match created {
                 Ok(lock) => lock,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    // A live occupant, or a dead one the publisher has not reclaimed yet.
-                    stale |= !backend.is_locked(&name).unwrap_or(true);
+                    if backend.is_locked(&name).unwrap_or(true) {
+                        continue; // a live occupant (or a reclaim in progress)
+                    }
+                    if state.load(Ordering::Acquire) == SLOT_FREE {
+                        // A joiner died between creating it and taking the slot: nobody
+                        // holds anything here. Remove it (under its lock) for the next round.
+                        if let Ok(Some(held)) = backend.try_lock(&name) {
+                            if held.is_linked().unwrap_or(false) {
+                                let _ = backend.remove(&name);
+                            }
+                            drop(held);
+                        }
+                    }
+                    // A dead occupant the publisher has not reclaimed yet, or a slot free
+                    // again for the retry.
+                    stale = true;
                     continue;
                 }
                 Err(e) => {
@@ -227,7 +245,13 @@ impl SubscriberBuilder {
             let current = state.load(Ordering::Acquire);
             let took = match current & 0xff {
                 SLOT_FREE if current == SLOT_FREE => Some(0),
-                SLOT_LEFT => Some(control.completion(k).indices().0),
+                // Taken over as it is, if its completion queue is plausible (else the
+                // publisher resets the slot when it reclaims it).
+                SLOT_LEFT => {
+                    let queue = control.completion(k);
+                    let (write, _) = queue.indices();
+                    queue.observed_read(write).map(|_| write)
+                }
                 _ => None,
             };
             if took.is_some() {
@@ -427,7 +451,13 @@ impl Subscriber {
             Err(e) => {
                 // Whatever it was, the publisher decides from its record what it means.
                 self.give_back(a, idx);
-                Err(e)
+                // A segment that cannot be mapped once the publisher is gone was removed
+                // (by `gc`, or by a new publisher of the name), not forged.
+                Err(if self.publisher_gone() {
+                    ChannelError::PublisherGone
+                } else {
+                    e
+                })
             }
         }
     }
@@ -472,7 +502,7 @@ impl Subscriber {
         }
         let write = self.completion_write.load(Ordering::Relaxed);
         match queue.observed_read(write) {
-            Some(read) if write - read < queue.capacity() => {
+            Some(read) if write - read < queue.capacity() && write < u64::MAX => {
                 queue.push(write, offset, idx);
                 self.completion_write.store(write + 1, Ordering::Relaxed);
             }
@@ -657,8 +687,25 @@ impl Drop for Subscriber {
         }
         // A publisher that closed with samples still queued left its objects for us; the last
         // subscriber out removes them. (A crashed publisher's service is for `resmem gc`.)
-        if self.control.header().closed.load(Ordering::Acquire) != 0 && !self.others_alive() {
-            let _ = super::remove_stale_service(&self.service, &self.config);
+        let ours = || {
+            // The name may already be a new publisher's.
+            let name = names::control_name(&self.service, &self.config);
+            backend
+                .is_same_object(&name, &self.mapping)
+                .unwrap_or(false)
+        };
+        if self.control.header().closed.load(Ordering::Acquire) != 0
+            && !self.others_alive()
+            && ours()
+        {
+            // The publisher may still be in its own drop (it closes first and lets go of its
+            // lock last): give it a moment rather than leave the objects to `gc`.
+            for _ in 0..CLOSE_ATTEMPTS {
+                match super::remove_stale_service(&self.service, &self.config) {
+                    Ok(crate::StaleRemoval::OwnerAlive) => std::thread::sleep(CLOSE_PAUSE),
+                    _ => break,
+                }
+            }
         }
     }
 }

@@ -252,6 +252,9 @@ impl Publisher {
     ) -> Push {
         let queue = self.control.submission(k);
         let capacity = queue.capacity();
+        // `send` does not take returns up front (its `loan` did); a subscriber that looks
+        // full may have given samples back since: take those in before judging.
+        let mut returns_taken = false;
         for _ in 0..8 {
             let State { records, subs, .. } = &mut *state;
             let conn = &mut subs[k];
@@ -267,6 +270,11 @@ impl Publisher {
                 return Push::Skipped;
             };
             let ring_full = conn.write - read == capacity;
+            if (ring_full || records.is_full(k)) && !returns_taken {
+                returns_taken = true;
+                self.take_returns(state, k, freed);
+                continue;
+            }
             if ring_full || records.is_full(k) {
                 match self.overflow {
                     Overflow::DropNewest => {

@@ -86,6 +86,14 @@ impl Overflow {
 /// Longest time between two liveness probes of the subscribers while the publisher is active.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 
+/// `start + wait`, or about a century later when that does not fit (`Duration::MAX` means
+/// "wait forever").
+fn later(start: std::time::Instant, wait: Duration) -> std::time::Instant {
+    start
+        .checked_add(wait)
+        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// A random, non-zero 64-bit value.
 fn nonce() -> u64 {
     use std::hash::{BuildHasher, Hasher};

@@ -24,6 +24,23 @@ pub(crate) fn lock_name(service: &str, epoch: u64, k: usize, config: &Config) ->
     )
 }
 
+/// Creates subscriber slot lock object `name`: one page, taken exclusively and locked at once
+/// (by a joiner claiming the slot, or by the publisher holding it during a reclaim).
+pub(crate) fn create_lock_object(
+    name: &str,
+    config: &Config,
+) -> std::io::Result<crate::backend::Mapping> {
+    config.get_backend().create(
+        name,
+        crate::backend::page_size(),
+        &crate::backend::CreateOptions {
+            permissions: config.get_permissions(),
+            prefault: false,
+            lock_exclusive: true,
+        },
+    )
+}
+
 /// Checks a service name: a valid memory name whose longest derived name (a lock object's)
 /// also fits the backend.
 pub(crate) fn validate(service: &str, config: &Config) -> Result<(), NameError> {

@@ -616,10 +616,7 @@ impl SampleMut<'_> {
     /// for subscribers whose queue is full; those still full then do not get this sample (as
     /// under `DropNewest`). Other policies never wait, so it is `send` for them.
     pub fn send_timeout(self, timeout: Duration) -> Result<usize, ChannelError> {
-        let deadline = Instant::now()
-            .checked_add(timeout)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
-        self.deliver(Some(deadline))
+        self.deliver(Some(super::later(Instant::now(), timeout)))
     }
 
     fn deliver(mut self, deadline: Option<Instant>) -> Result<usize, ChannelError> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::layout::{Control, Facts, SLOT_ACTIVE, SLOT_LEFT};
 use super::notify::{Notifier, WaiterGuard, anybody_waiting};
 use super::queue::Pop;
-use super::{ChannelError, Overflow, coarse_now_ms, error::io_error, names, unpack};
+use super::{ChannelError, Overflow, coarse_now_ms, error::io_error, later, names, unpack};
 use crate::backend::Mapping;
 use crate::{Config, OpenError, PointerOffset, View};
 
@@ -27,7 +27,6 @@ const CLOSE_PAUSE: Duration = Duration::from_millis(2);
 mod open;
 
 pub use open::SubscriberBuilder;
-use open::later;
 
 /// The receiving side of a service. `Send + Sync`: every method takes `&self`.
 #[derive(Debug)]

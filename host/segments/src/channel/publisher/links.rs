@@ -179,15 +179,7 @@ impl Publisher {
             // Alive after all (or a joiner is taking the slot): not now.
             Ok(None) => return,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                match backend.create(
-                    &name,
-                    crate::backend::page_size(),
-                    &crate::backend::CreateOptions {
-                        permissions: self.config.get_permissions(),
-                        prefault: false,
-                        lock_exclusive: true,
-                    },
-                ) {
+                match names::create_lock_object(&name, &self.config) {
                     Ok(mapping) => Held::Created(mapping),
                     // A joiner created it first: it decides what the slot is now.
                     Err(_) => return,

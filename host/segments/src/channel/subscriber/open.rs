@@ -3,25 +3,18 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::super::later;
 use super::super::layout::{
     Control, Facts, SLOT_ACTIVE, SLOT_FREE, SLOT_LEFT, Validated, validate_raw,
 };
 use super::super::notify::{Notifier, address, anybody_waiting};
 use super::super::{ChannelError, Overflow, error::io_error, names};
 use super::Subscriber;
-use crate::backend::{CreateOptions, Mapping, page_size};
+use crate::backend::Mapping;
 use crate::{AccessMode, Config, OpenError, View};
 
 /// How long `open` waits for the publisher to reclaim dead subscribers' slots.
 const STALE_GRACE: Duration = Duration::from_millis(200);
-
-/// `start + wait`, or about a century later when that does not fit (`Duration::MAX` means
-/// "wait forever").
-pub(super) fn later(start: Instant, wait: Duration) -> Instant {
-    start
-        .checked_add(wait)
-        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600))
-}
 
 /// Configures and opens a [`Subscriber`].
 #[derive(Debug, Clone)]
@@ -204,15 +197,7 @@ impl SubscriberBuilder {
         for k in 0..facts.geometry.max_subscribers {
             let name = names::lock_name(&self.service, facts.epoch, k, &self.config);
             let state = &control.slot(k).control.state;
-            let created = backend.create(
-                &name,
-                page_size(),
-                &CreateOptions {
-                    permissions: self.config.get_permissions(),
-                    prefault: false,
-                    lock_exclusive: true,
-                },
-            );
+            let created = names::create_lock_object(&name, &self.config);
             let lock = match created {
                 Ok(lock) => lock,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

@@ -2,8 +2,9 @@
 
 use std::sync::atomic::Ordering;
 
-use super::layout::{Control, SLOT_FREE, Validated, validate_raw};
+use super::layout::{Control, Facts, SLOT_FREE, Validated, validate_raw};
 use super::{ChannelError, Overflow, names};
+use crate::backend::Mapping;
 use crate::{AccessMode, Config, ManageError, StaleRemoval, error::manage_error};
 
 /// Names of every service under `config` (those whose control object exists), sorted.
@@ -72,19 +73,25 @@ pub struct ServiceInfo {
     pub subscribers: Vec<SubscriberInfo>,
 }
 
+/// Maps `service`'s control object read-only and validates it; one still being created is
+/// `DoesNotExist`.
+fn open_validated(service: &str, config: &Config) -> Result<(Mapping, Facts), ChannelError> {
+    let mapping = config
+        .get_backend()
+        .open(&names::control_name(service, config), AccessMode::Read)
+        .map_err(|e| super::error::io_error(&e, "opening the control object"))?;
+    // SAFETY: the mapping lives until the end of this function.
+    match unsafe { validate_raw(mapping.as_ptr(), mapping.len(), config.get_prefix()) }? {
+        Validated::Ready(facts) => Ok((mapping, facts)),
+        Validated::NotReady => Err(ChannelError::DoesNotExist),
+    }
+}
+
 /// Reads `service`'s control object (validated; counters clamped to what is possible).
 pub fn service_info(service: &str, config: &Config) -> Result<ServiceInfo, ChannelError> {
     names::validate(service, config)?;
     let backend = config.get_backend();
-    let mapping = backend
-        .open(&names::control_name(service, config), AccessMode::Read)
-        .map_err(|e| super::error::io_error(&e, "opening the control object"))?;
-    // SAFETY: the mapping lives until the end of this function.
-    let facts = match unsafe { validate_raw(mapping.as_ptr(), mapping.len(), config.get_prefix()) }?
-    {
-        Validated::Ready(facts) => facts,
-        Validated::NotReady => return Err(ChannelError::DoesNotExist),
-    };
+    let (mapping, facts) = open_validated(service, config)?;
     // SAFETY: validated: the mapping holds total_size bytes; it outlives `control`.
     let control = unsafe { Control::new(mapping.as_ptr(), facts.geometry) };
     let mut subscribers = Vec::new();
@@ -127,27 +134,20 @@ pub fn service_info(service: &str, config: &Config) -> Result<ServiceInfo, Chann
 /// lock now and no subscriber is still draining it: a new publisher may take the name.
 pub(crate) fn closed_and_unattended(service: &str, config: &Config) -> bool {
     let backend = config.get_backend();
-    let name = names::control_name(service, config);
-    let Ok(mapping) = backend.open(&name, AccessMode::Read) else {
+    let Ok((mapping, facts)) = open_validated(service, config) else {
         return false;
     };
-    // SAFETY: the mapping lives until the end of this function.
-    match unsafe { validate_raw(mapping.as_ptr(), mapping.len(), config.get_prefix()) } {
-        Ok(Validated::Ready(facts)) => {
-            // SAFETY: validated: the mapping holds total_size bytes and outlives `control`.
-            let control = unsafe { Control::new(mapping.as_ptr(), facts.geometry) };
-            let draining = (0..facts.geometry.max_subscribers).any(|k| {
-                control.slot(k).control.state.load(Ordering::Acquire) != SLOT_FREE
-                    && backend
-                        .is_locked(&names::lock_name(service, facts.epoch, k, config))
-                        .unwrap_or(true)
-            });
-            control.header().closed.load(Ordering::Acquire) != 0
-                && !mapping.is_locked_by_other().unwrap_or(true)
-                && !draining
-        }
-        _ => false,
-    }
+    // SAFETY: validated: the mapping holds total_size bytes and outlives `control`.
+    let control = unsafe { Control::new(mapping.as_ptr(), facts.geometry) };
+    let draining = (0..facts.geometry.max_subscribers).any(|k| {
+        control.slot(k).control.state.load(Ordering::Acquire) != SLOT_FREE
+            && backend
+                .is_locked(&names::lock_name(service, facts.epoch, k, config))
+                .unwrap_or(true)
+    });
+    control.header().closed.load(Ordering::Acquire) != 0
+        && !mapping.is_locked_by_other().unwrap_or(true)
+        && !draining
 }
 
 /// Removes `service` if, and only if, its publisher is gone: its control object, its memory

@@ -23,6 +23,8 @@ resmem_guest::wit_bindgen::generate!({
     with: {
         "resmem:memory/types@0.1.0": resmem_guest::bindings::resmem::memory::types,
         "resmem:memory/resizable-memory@0.1.0": resmem_guest::bindings::resmem::memory::resizable_memory,
+        "resmem:memory/channel@0.1.0": resmem_guest::bindings::resmem::memory::channel,
+        "wasi:io/poll@0.2.12": resmem_guest::bindings::wasi::io::poll,
     },
 });
 

@@ -157,6 +157,8 @@ fn name_of(e: &Error) -> &'static str {
         Error::QuotaExceeded(_) => "quota-exceeded",
         Error::Timeout => "timeout",
         Error::Io(_) => "io",
+        Error::LimitReached(_) => "limit-reached",
+        Error::Disconnected => "disconnected",
     }
 }
 

@@ -28,6 +28,10 @@ pub enum Error {
     Timeout,
     /// The operating system failed.
     Io(String),
+    /// A channel's subscriber, loan or borrow limit (the string says which).
+    LimitReached(String),
+    /// The channel's publisher is gone and nothing is queued any more.
+    Disconnected,
 }
 
 /// `Result` with [`Error`] as the default error.
@@ -48,6 +52,8 @@ impl Error {
             Self::QuotaExceeded(_) => "quota-exceeded",
             Self::Timeout => "timeout",
             Self::Io(_) => "io",
+            Self::LimitReached(_) => "limit-reached",
+            Self::Disconnected => "disconnected",
         }
     }
 
@@ -59,12 +65,14 @@ impl Error {
             | Self::InvalidOffset(s)
             | Self::PermissionDenied(s)
             | Self::QuotaExceeded(s)
-            | Self::Io(s) => Some(s),
+            | Self::Io(s)
+            | Self::LimitReached(s) => Some(s),
             Self::AlreadyExists
             | Self::DoesNotExist
             | Self::OutOfMemory
             | Self::MaxReallocationsReached
-            | Self::Timeout => None,
+            | Self::Timeout
+            | Self::Disconnected => None,
         }
     }
 }
@@ -85,6 +93,8 @@ impl fmt::Display for Error {
             Self::QuotaExceeded(_) => "quota exceeded",
             Self::Timeout => "timed out",
             Self::Io(_) => "I/O error",
+            Self::LimitReached(_) => "limit reached",
+            Self::Disconnected => "the publisher is gone",
         };
         match self.detail() {
             Some(detail) if !detail.is_empty() => write!(f, "{what}: {detail}"),
@@ -109,6 +119,8 @@ impl From<WitError> for Error {
             WitError::QuotaExceeded(s) => Self::QuotaExceeded(s),
             WitError::Timeout => Self::Timeout,
             WitError::Io(s) => Self::Io(s),
+            WitError::LimitReached(s) => Self::LimitReached(s),
+            WitError::Disconnected => Self::Disconnected,
         }
     }
 }
@@ -135,6 +147,8 @@ mod tests {
             (WitError::QuotaExceeded(s()), "quota-exceeded"),
             (WitError::Timeout, "timeout"),
             (WitError::Io(s()), "io"),
+            (WitError::LimitReached(s()), "limit-reached"),
+            (WitError::Disconnected, "disconnected"),
         ];
         for (wit, name) in cases {
             let e = Error::from(wit);

@@ -72,10 +72,14 @@ pub use wit_bindgen;
 /// });
 /// ```
 pub mod bindings {
+    // The world `guest` plus the monotonic clock, whose pollables `receive_timeout` polls
+    // next to a subscriber's (both are `wasi:io/poll` pollables of the same package).
     wit_bindgen::generate!({
-        world: "guest",
+        inline: "package resmem:sdk; world sdk { include resmem:memory/guest@0.1.0; import wasi:clocks/monotonic-clock@0.2.12; }",
         path: "../../wit",
+        world: "resmem:sdk/sdk",
         additional_derives: [PartialEq, Eq, Hash],
+        generate_all,
     });
 }
 

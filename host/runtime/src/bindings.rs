@@ -13,6 +13,11 @@ pub mod guest {
         with: {
             "resmem:memory/resizable-memory.memory": crate::state::GuestMemory,
             "resmem:memory/resizable-memory.view": crate::state::GuestView,
+            "resmem:memory/channel.publisher": crate::channel::GuestPublisher,
+            "resmem:memory/channel.subscriber": crate::channel::GuestSubscriber,
+            // wasmtime-wasi's own pollables (and its `poll`, already in the linker), so a
+            // subscriber's pollable is polled together with any other.
+            "wasi:io/poll": wasmtime_wasi::p2::bindings::sync::io::poll,
         },
     });
 }
@@ -27,6 +32,8 @@ pub mod plugin {
         with: {
             "resmem:memory/types": super::guest::resmem::memory::types,
             "resmem:memory/resizable-memory": super::guest::resmem::memory::resizable_memory,
+            "resmem:memory/channel": super::guest::resmem::memory::channel,
+            "wasi:io/poll": wasmtime_wasi::p2::bindings::sync::io::poll,
         },
     });
 }
@@ -41,9 +48,12 @@ pub mod bench {
         with: {
             "resmem:memory/types": super::guest::resmem::memory::types,
             "resmem:memory/resizable-memory": super::guest::resmem::memory::resizable_memory,
+            "resmem:memory/channel": super::guest::resmem::memory::channel,
+            "wasi:io/poll": wasmtime_wasi::p2::bindings::sync::io::poll,
         },
     });
 }
 
+pub use guest::resmem::memory::channel as channel_api;
 pub use guest::resmem::memory::resizable_memory as api;
 pub use guest::resmem::memory::types;

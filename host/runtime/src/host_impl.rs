@@ -20,17 +20,17 @@ use crate::convert::{self, range};
 use crate::sigbus;
 use crate::state::{GuestMemory, GuestSegments, GuestState, GuestView, Registration};
 
-type Outcome<T> = wasmtime::Result<Result<T, Error>>;
+pub(crate) type Outcome<T> = wasmtime::Result<Result<T, Error>>;
 
 impl wit::Host for GuestState {}
 
 impl GuestState {
-    fn check_name(&self, name: &str) -> Result<(), Error> {
+    pub(crate) fn check_name(&self, name: &str) -> Result<(), Error> {
         resmem::validate_name(name, self.policy.config())
             .map_err(|e| Error::InvalidName(e.to_string()))
     }
 
-    fn check_io(&self, len: u64) -> Result<(), Error> {
+    pub(crate) fn check_io(&self, len: u64) -> Result<(), Error> {
         let max = self.policy.quotas().io_bytes;
         if len > max {
             return Err(Error::QuotaExceeded(format!(
@@ -40,7 +40,10 @@ impl GuestState {
         Ok(())
     }
 
-    fn check_chunk_layout(&self, layout: WitLayout) -> Result<std::alloc::Layout, Error> {
+    pub(crate) fn check_chunk_layout(
+        &self,
+        layout: WitLayout,
+    ) -> Result<std::alloc::Layout, Error> {
         let layout = convert::layout(layout)?;
         let max = self.policy.quotas().chunk_bytes;
         if layout.size() as u64 > max {
@@ -55,7 +58,7 @@ impl GuestState {
     /// `read` of a memory or a view: the size quota, then `locate` (which checks the range
     /// against the guest's own records and returns it with its segment), then one copy out of
     /// shared memory, guarded against a peer that truncated the segment.
-    fn read_from<T: Segmented>(
+    pub(crate) fn read_from<T: Segmented>(
         &mut self,
         this: &Resource<T>,
         len: u64,
@@ -78,7 +81,7 @@ impl GuestState {
     }
 
     /// `write` of a memory or a view, like `read_from`.
-    fn write_to<T: Segmented>(
+    pub(crate) fn write_to<T: Segmented>(
         &mut self,
         this: &Resource<T>,
         data: &[u8],
@@ -317,7 +320,7 @@ impl HostMemory for GuestState {
 }
 
 /// Runs a call into the native core with SIGBUS contained: a fault fails the call with `io`.
-fn shield<T>(work: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+pub(crate) fn shield<T>(work: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     match sigbus::shielded(work) {
         (result, false) => result,
         (_, true) => Err(truncated()),
@@ -325,7 +328,7 @@ fn shield<T>(work: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
 }
 
 /// The error of a call during which a shared-memory object turned out truncated.
-fn truncated() -> Error {
+pub(crate) fn truncated() -> Error {
     Error::Io(sigbus::Truncated.to_string())
 }
 
@@ -441,7 +444,7 @@ impl GuestView {
 }
 
 /// The guest address `offset` bytes into the window slot at `start`.
-fn window_address(start: u32, offset: u64) -> Result<u32, Error> {
+pub(crate) fn window_address(start: u32, offset: u64) -> Result<u32, Error> {
     u64::from(start)
         .checked_add(offset)
         .and_then(|a| u32::try_from(a).ok())

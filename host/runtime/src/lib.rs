@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod bindings;
+mod channel;
 mod convert;
 mod deadline;
 mod engine;
@@ -26,6 +27,7 @@ pub mod sigbus;
 mod state;
 pub mod window;
 
+pub use channel::{GuestPublisher, GuestSubscriber};
 pub use deadline::{TICK as DEADLINE_TICK, is_deadline_exceeded};
 pub use engine::{EngineOptions, new_engine};
 pub use policy::{DEFAULT_NAMESPACE, Policy, PolicyBuilder, Quotas};

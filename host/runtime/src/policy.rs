@@ -35,6 +35,20 @@ pub struct Quotas {
     /// the top; the guest heap may grow to the rest. Rounded down to 64 KiB; at least 64 MiB
     /// of heap always remain.
     pub window_bytes: u64,
+    /// Channel publishers the guest holds at once.
+    pub publishers: u32,
+    /// Channel subscribers the guest holds at once.
+    pub subscribers: u32,
+    /// Unsent loans at once, over all the guest's publishers.
+    pub loans: u64,
+    /// Received samples held at once, over all the guest's subscribers.
+    pub borrowed: u64,
+    /// Largest `max-subscribers`, `buffer-size`, `max-loans` or `max-borrowed` of one
+    /// channel (they size its shared control object, which counts against `shm_bytes`).
+    pub channel_config: u32,
+    /// Longest a `send` under `overflow: block` waits for a full subscriber (then that
+    /// subscriber misses the sample), and never past the guest's deadline.
+    pub block_timeout: Duration,
     /// Bytes each of the guest's own linear memories may grow to. Enforced by wasmtime:
     /// `memory.grow` past it fails (a Rust guest aborts on the failed allocation: a trap).
     pub wasm_memory_bytes: u64,
@@ -52,6 +66,12 @@ impl Default for Quotas {
             io_bytes: 16 * MIB,
             open_timeout: Duration::from_secs(30),
             window_bytes: crate::window::DEFAULT_WINDOW,
+            publishers: 16,
+            subscribers: 64,
+            loans: 1024,
+            borrowed: 1024,
+            channel_config: 4096,
+            block_timeout: Duration::from_secs(1),
             wasm_memory_bytes: GIB,
         }
     }

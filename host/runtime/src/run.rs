@@ -57,8 +57,21 @@ impl GuestHost {
         let engine = engine::new_engine()?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        // The plugin world imports the same interface, so this one linker serves both worlds.
-        guest::Guest::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)?;
+        // Interface by interface: the worlds also import `wasi:io/poll`, which WASI's linker
+        // above already serves (a subscriber's pollable is one of its pollables). Every world
+        // imports the same interfaces, so this one linker serves them all.
+        guest::resmem::memory::types::add_to_linker::<GuestState, HasSelf<GuestState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        guest::resmem::memory::resizable_memory::add_to_linker::<GuestState, HasSelf<GuestState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        guest::resmem::memory::channel::add_to_linker::<GuestState, HasSelf<GuestState>>(
+            &mut linker,
+            |s| s,
+        )?;
         // The no-op host call of the bridge benchmark (world `bench`); any guest may import it.
         bench::resmem::memory::bench_support::add_to_linker::<GuestState, HasSelf<GuestState>>(
             &mut linker,
@@ -97,7 +110,7 @@ impl GuestHost {
             GuestState::new(wasi.build(), Arc::clone(&self.policy)),
         );
         store.limiter(|state| &mut state.limits);
-        deadline::arm(&mut store, self.policy.deadline());
+        arm(&mut store, self.policy.deadline());
         store
     }
 
@@ -189,7 +202,7 @@ impl Plugin {
     /// afterwards, and dropping it releases its memories. `Ok(Err(message))` is the plugin's
     /// own refusal.
     pub fn process(&mut self, input: &Buffer) -> Result<Result<Option<Buffer>, String>> {
-        deadline::arm(&mut self.store, self.deadline);
+        arm(&mut self.store, self.deadline);
         self.bindings
             .resmem_memory_filter()
             .call_process(&mut *self.store, input)
@@ -200,6 +213,14 @@ impl Plugin {
     pub fn state(&self) -> &GuestState {
         self.store.data()
     }
+}
+
+/// Arms the deadline of the next entry into the guest, for compiled code (the epoch) and for
+/// host calls that wait (the guest's pollables).
+fn arm(store: &mut Store<GuestState>, limit: Option<Duration>) {
+    deadline::arm(store, limit);
+    let at = limit.and_then(|d| std::time::Instant::now().checked_add(d));
+    store.data().deadline.set(at);
 }
 
 /// Says which deadline a guest overran, keeping the trap inspectable.

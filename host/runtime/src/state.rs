@@ -3,7 +3,8 @@
 
 use std::alloc::Layout;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use resmem::{ByteBudget, Memory, SegmentRegion, View};
 use wasmtime::component::ResourceTable;
@@ -183,6 +184,14 @@ pub struct Usage {
     pub chunks: u64,
     /// Offsets the guest has registered in its views.
     pub registrations: u64,
+    /// Channel publishers the guest holds.
+    pub publishers: u32,
+    /// Channel subscribers the guest holds.
+    pub subscribers: u32,
+    /// Unsent loans over all its publishers.
+    pub loans: u64,
+    /// Received samples it holds over all its subscribers.
+    pub borrowed: u64,
 }
 
 /// The data of one guest's store.
@@ -195,6 +204,31 @@ pub struct GuestState {
     pub(crate) window: Arc<Window>,
     /// Bounds the guest's linear memories (installed as the store's limiter).
     pub(crate) limits: StoreLimits,
+    /// When the current entry into the guest must end; host calls that wait (a subscriber's
+    /// pollable) return by then, so epoch interruption can stop the guest.
+    pub(crate) deadline: Deadline,
+}
+
+/// The wall-clock end of the current entry into a guest, shared with the resources that wait
+/// on its behalf.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Deadline(Arc<Mutex<Option<Instant>>>);
+
+impl Deadline {
+    pub(crate) fn set(&self, at: Option<Instant>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = at;
+    }
+
+    pub(crate) fn get(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What is left of it from now, at most `cap`.
+    pub(crate) fn left(&self, cap: Duration) -> Duration {
+        self.get().map_or(cap, |at| {
+            at.saturating_duration_since(Instant::now()).min(cap)
+        })
+    }
 }
 
 impl GuestState {
@@ -212,6 +246,7 @@ impl GuestState {
             budget,
             usage: Usage::default(),
             limits,
+            deadline: Deadline::default(),
         }
     }
 

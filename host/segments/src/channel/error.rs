@@ -54,6 +54,9 @@ pub enum ChannelError {
     /// The memory could not provide a chunk.
     #[error("allocation failed: {0}")]
     Alloc(AllocError),
+    /// A detached loan or sample was handed to a publisher or subscriber that did not make it.
+    #[error("the loan or sample belongs to another publisher or subscriber")]
+    ForeignToken,
     /// An unexpected OS error, with what failed.
     #[error("internal error: {0}")]
     InternalError(String),

@@ -32,6 +32,7 @@
 //! # Ok::<(), resmem::ChannelError>(())
 //! ```
 
+mod detached;
 mod error;
 mod freed;
 pub mod layout;
@@ -43,6 +44,7 @@ mod records;
 mod service;
 mod subscriber;
 
+pub use detached::{DetachedLoan, DetachedSample};
 pub use error::ChannelError;
 pub use publisher::{Publisher, PublisherBuilder, SampleMut};
 pub use service::{

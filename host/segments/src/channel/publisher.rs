@@ -6,7 +6,7 @@ mod links;
 use std::alloc::Layout;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::freed::Freed;
@@ -16,7 +16,9 @@ use super::notify::{Notifier, WaiterGuard};
 use super::records::{Records, Release};
 use super::{ChannelError, MAX_SAMPLE_LEN, MAX_SAMPLES, Overflow, error::io_error};
 use crate::backend::{CreateOptions, Mapping, page_size};
-use crate::{AllocError, AllocationStrategy, Config, Memory, PointerOffset, ShmPointer};
+use crate::{
+    AllocError, AllocationStrategy, Config, Memory, PointerOffset, SegmentBudget, ShmPointer,
+};
 
 use links::{Conn, Push};
 
@@ -44,6 +46,7 @@ pub struct PublisherBuilder {
     chunks: Option<usize>,
     strategy: AllocationStrategy,
     reclaim_stale: bool,
+    budget: Option<Arc<dyn SegmentBudget>>,
 }
 
 impl PublisherBuilder {
@@ -99,6 +102,14 @@ impl PublisherBuilder {
     /// How a new segment is sized when a sample does not fit. Default: power of two.
     pub fn allocation_strategy(mut self, strategy: AllocationStrategy) -> Self {
         self.strategy = strategy;
+        self
+    }
+
+    /// Caps the bytes of the memory's data segments, as
+    /// [`MemoryBuilder::budget`](crate::MemoryBuilder::budget) does (a host charges a guest's
+    /// channels to its shared-memory quota). Default: none.
+    pub fn budget(mut self, budget: Arc<dyn SegmentBudget>) -> Self {
+        self.budget = Some(budget);
         self
     }
 
@@ -179,8 +190,11 @@ impl PublisherBuilder {
             .max_chunk_layout_hint(self.chunk_layout.unwrap_or(DEFAULT_CHUNK))
             .max_number_of_chunks_hint(self.chunks.unwrap_or(in_flight).max(1))
             .allocation_strategy(self.strategy)
-            .reclaim_stale(self.reclaim_stale)
-            .create()?;
+            .reclaim_stale(self.reclaim_stale);
+        if let Some(budget) = &self.budget {
+            memory = memory.budget(Arc::clone(budget));
+        }
+        let mut memory = memory.create()?;
         // `memory()` hands it to safe code: a free from there could let two loans alias.
         memory.set_channel_owned();
         let (notifier, epoch) =
@@ -199,6 +213,7 @@ impl PublisherBuilder {
         remove_on_error.disarm();
         let per_subscriber = geometry.completion_size;
         Ok(Publisher {
+            id: super::detached::next_owner_id(),
             service: self.service.clone(),
             config: self.config.clone(),
             control,
@@ -261,6 +276,8 @@ struct State {
 /// The sending side of a service. `Send + Sync`: every method takes `&self`.
 #[derive(Debug)]
 pub struct Publisher {
+    /// Tells its detached loans from other publishers'.
+    pub(super) id: u64,
     service: String,
     config: Config,
     control: Control,
@@ -292,6 +309,7 @@ impl Publisher {
             chunks: None,
             strategy: AllocationStrategy::default(),
             reclaim_stale: false,
+            budget: None,
         }
     }
 
@@ -403,15 +421,7 @@ impl Publisher {
             Err(e) => Err(e),
         };
         match chunk {
-            Ok(chunk) => Ok(SampleMut {
-                publisher: self,
-                idx,
-                chunk,
-                capacity: layout.size(),
-                len: layout.size(),
-                bad_len: None,
-                sent: false,
-            }),
+            Ok(chunk) => Ok(SampleMut::new(self, idx, chunk, layout.size())),
             Err(e) => {
                 self.lock().records.cancel_loan(idx);
                 Err(ChannelError::Alloc(e))
@@ -552,16 +562,33 @@ impl Drop for Publisher {
 #[derive(Debug)]
 #[must_use = "a loan is returned unsent when dropped"]
 pub struct SampleMut<'a> {
-    publisher: &'a Publisher,
-    idx: u32,
-    chunk: ShmPointer,
-    capacity: usize,
+    pub(super) publisher: &'a Publisher,
+    pub(super) idx: u32,
+    pub(super) chunk: ShmPointer,
+    pub(super) capacity: usize,
     len: usize,
     bad_len: Option<usize>,
     sent: bool,
 }
 
-impl SampleMut<'_> {
+impl<'a> SampleMut<'a> {
+    pub(super) fn new(
+        publisher: &'a Publisher,
+        idx: u32,
+        chunk: ShmPointer,
+        capacity: usize,
+    ) -> Self {
+        Self {
+            publisher,
+            idx,
+            chunk,
+            capacity,
+            len: capacity,
+            bad_len: None,
+            sent: false,
+        }
+    }
+
     /// The bytes that will be sent (the whole loan until [`SampleMut::set_len`]).
     pub fn payload_mut(&mut self) -> &mut [u8] {
         // SAFETY: the chunk is allocated for at least `capacity >= len` bytes and belongs to

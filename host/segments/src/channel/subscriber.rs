@@ -31,6 +31,8 @@ pub use open::SubscriberBuilder;
 /// The receiving side of a service. `Send + Sync`: every method takes `&self`.
 #[derive(Debug)]
 pub struct Subscriber {
+    /// Tells its detached samples from other subscribers'.
+    pub(super) id: u64,
     service: String,
     config: Config,
     control: Control,
@@ -85,6 +87,12 @@ impl Subscriber {
     /// Most samples this subscriber may hold at once.
     pub fn max_borrowed(&self) -> usize {
         self.facts.geometry.max_borrowed
+    }
+
+    /// Where segment `id` of the publisher's memory is mapped in this process, if a sample
+    /// in it was received (the newest segment stays mapped after its samples are dropped).
+    pub fn segment_region(&self, id: crate::SegmentId) -> Option<crate::SegmentRegion> {
+        self.view.segment_region(id)
     }
 
     /// Whether a sample is queued.
@@ -306,6 +314,28 @@ impl Subscriber {
     /// Outside a Tokio runtime with the IO and time drivers enabled (as Tokio's own IO does).
     #[cfg(feature = "tokio")]
     pub async fn receive_async(&self) -> Result<Sample<'_>, ChannelError> {
+        loop {
+            if let Some(sample) = self.receive()? {
+                return Ok(sample);
+            }
+            self.ready_async().await?;
+        }
+    }
+
+    /// Whether [`Subscriber::receive`] would return at once: a sample is queued or the
+    /// publisher is gone.
+    pub fn is_ready(&self) -> bool {
+        self.has_samples() || self.publisher_gone()
+    }
+
+    /// Waits, without blocking the thread and without taking anything, until
+    /// [`Subscriber::is_ready`]: what a `wasi:io/poll` pollable of the subscriber awaits.
+    /// Fails only when the wake-up socket cannot be registered with the reactor.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime with the IO and time drivers enabled (as Tokio's own IO does).
+    #[cfg(feature = "tokio")]
+    pub async fn ready_async(&self) -> Result<(), ChannelError> {
         use std::task::Poll;
         use tokio::io::Interest;
         use tokio::io::unix::AsyncFd;
@@ -317,8 +347,8 @@ impl Subscriber {
                 .map_err(|e| io_error(&e.into(), what))
         };
         loop {
-            if let Some(sample) = self.receive()? {
-                return Ok(sample);
+            if self.is_ready() {
+                return Ok(());
             }
             let socket = self
                 .notifier
@@ -442,11 +472,11 @@ impl Subscriber {
 /// A received sample, read in place. Dropping it gives it back to the publisher.
 #[derive(Debug)]
 pub struct Sample<'a> {
-    subscriber: &'a Subscriber,
-    ptr: *const u8,
-    len: usize,
-    offset: PointerOffset,
-    idx: u64,
+    pub(super) subscriber: &'a Subscriber,
+    pub(super) ptr: *const u8,
+    pub(super) len: usize,
+    pub(super) offset: PointerOffset,
+    pub(super) idx: u64,
 }
 
 // SAFETY: the pointer is into a segment the subscriber's view keeps mapped while the offset is

@@ -109,7 +109,7 @@ impl Publisher {
                 if changed && word & 0xff == SLOT_ACTIVE && self.occupant_alive(k) {
                     // A new occupant took over a slot its predecessor left normally: the
                     // queues and the record go on as they are.
-                    self.reattach(state, k, word);
+                    self.adopt_successor(state, k, word);
                 } else if (changed || probe) && !self.occupant_alive(k) {
                     self.reclaim(state, k, freed);
                 } else if !changed && word & 0xff == SLOT_ACTIVE {
@@ -129,7 +129,7 @@ impl Publisher {
         }
     }
 
-    fn reattach(&self, state: &mut State, k: usize, word: u64) {
+    fn adopt_successor(&self, state: &mut State, k: usize, word: u64) {
         let nonce = self.control.slot(k).control.nonce.load(Ordering::Acquire);
         let conn = &mut state.subs[k];
         conn.state_word = word;

@@ -161,6 +161,7 @@ impl SubscriberBuilder {
             notifier.wake(address);
         }
         Ok(Subscriber {
+            id: super::super::detached::next_owner_id(),
             service: self.service.clone(),
             config: self.config.clone(),
             control,

@@ -37,6 +37,7 @@
 //! Plugins (world `plugin`, exporting `filter`) generate only their export and reuse these
 //! bindings for the imports; see [`bindings`].
 
+pub mod channel;
 mod error;
 mod memory;
 mod offset;

@@ -78,6 +78,10 @@ pub fn fill_pattern(buf: &mut [u8], seed: u64) {
 #[path = "../../guest/sdk/src/pattern.rs"]
 pub mod guest_pattern;
 
+/// The frames the channel guests send and check (`resmem_guest::frame`): the SDK's own file.
+#[path = "../../guest/sdk/src/frame.rs"]
+pub mod guest_frame;
+
 /// Which byte pattern a chunk holds: this crate's ([`pattern_byte`], the default) or the
 /// guests' ([`guest_pattern`]). Written `e2e` or `guest` on a command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

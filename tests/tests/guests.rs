@@ -11,6 +11,11 @@
 
 mod support;
 
+#[path = "guests/channel.rs"]
+mod channel;
+#[path = "channel_support/mod.rs"]
+mod channel_support;
+
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::os::fd::OwnedFd;
@@ -1598,6 +1603,20 @@ mod every_guest {
         let end = run(host, &load(host, resmem_guests::TRAP_WASM), &["trap"]);
         assert!(matches!(end.outcome, RunOutcome::Trapped(_)), "{end:?}");
         assert_eq!(end.stdout, ["allocated trap"]);
+    }
+
+    pub fn channel(host: &Arc<GuestHost>) {
+        let end = run(
+            host,
+            &load(host, resmem_guests::CHANNEL_WASM),
+            &["channel", "sub", "nosuch", "1", "--open-ms", "0"],
+        );
+        assert_eq!(end.outcome, RunOutcome::Exited(1), "{end:?}");
+        assert_eq!(end.stdout.len(), 1, "{end:?}");
+        assert!(
+            end.stdout[0].starts_with("failed open error=does-not-exist"),
+            "{end:?}"
+        );
     }
 
     pub fn window(host: &Arc<GuestHost>) {

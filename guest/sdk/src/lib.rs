@@ -39,6 +39,7 @@
 
 pub mod channel;
 mod error;
+pub mod frame;
 mod memory;
 mod offset;
 pub mod pattern;

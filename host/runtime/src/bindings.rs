@@ -10,6 +10,7 @@ pub mod guest {
         world: "guest",
         path: "../../wit",
         imports: { default: trappable },
+        additional_derives: [PartialEq, Eq],
         with: {
             "resmem:memory/resizable-memory.memory": crate::state::GuestMemory,
             "resmem:memory/resizable-memory.view": crate::state::GuestView,

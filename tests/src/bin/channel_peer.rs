@@ -24,6 +24,15 @@
 //!     `idle done elapsed_ms=<ms>`, then waits for end of stdin.
 //! scribble SVC, hostile-publish SVC --seed S   hostile peers driven by stdin (hostile.rs).
 //! slow-join SVC                    the join protocol by hand, paused mid-way (join.rs).
+//! frames SVC --count N --seed S [--key K] [--hold-after H]
+//!     the guests' frames (`resmem_guest::frame`, payload XOR K): prints `joined slot=<k>`,
+//!     per frame `frame <seq> <len> <latency_ns>` (from its stamp), `frames done count=<n>`
+//!     (also when the publisher goes first); after H frames it keeps every later one and
+//!     prints `holding <n>` per frame (a test kills it then).
+//! send-frames SVC --count N --len L [--len-max M] --seed S [--wait-subscribers W]
+//!             [--interval-us U] [publisher options]
+//!     sends N frames of L, 2L, 4L, ... bytes (capped at M), prints `sent <seq> <len>
+//!     <delivered>` per frame and `sent done`, then waits for end of stdin.
 //! ```
 //!
 //! Publisher options: `--policy drop-oldest|drop-newest|block --buffer B --max-subscribers M
@@ -33,6 +42,8 @@
 //! A failed channel call prints `error <ChannelError:?>` on stdout and exits with
 //! `exit::CHANNEL`; a wrong byte exits with `exit::MISMATCH`.
 
+#[path = "channel_peer/frames.rs"]
+mod frames;
 #[path = "channel_peer/hostile.rs"]
 mod hostile;
 #[path = "channel_peer/join.rs"]
@@ -478,6 +489,8 @@ fn run(args: &[String]) -> Result<()> {
         "scribble" => hostile::scribble(&a),
         "hostile-publish" => hostile::publish(&a),
         "slow-join" => join::slow_join(&a),
+        "frames" => frames::receive(&a),
+        "send-frames" => frames::send(&a),
         other => Err(Failure::Usage(format!("unknown mode {other:?}"))),
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::layout::{Control, Facts, SLOT_ACTIVE, SLOT_LEFT};
 use super::notify::{Notifier, WaiterGuard, anybody_waiting};
 use super::queue::Pop;
-use super::{ChannelError, Overflow, coarse_now_ms, error::io_error, later, names, unpack};
+use super::{ChannelError, Overflow, coarse_now_ms, later, names, unpack};
 use crate::backend::Mapping;
 use crate::{Config, OpenError, PointerOffset, View};
 
@@ -344,7 +344,7 @@ impl Subscriber {
             // SAFETY: the AsyncFd owns its descriptor (a clone of ours), which stays open and
             // the same until the AsyncFd drops it.
             unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-                .map_err(|e| io_error(&e.into(), what))
+                .map_err(|e| super::error::io_error(&e.into(), what))
         };
         loop {
             if self.is_ready() {
@@ -353,7 +353,7 @@ impl Subscriber {
             let socket = self
                 .notifier
                 .try_clone()
-                .map_err(|e| io_error(&e, "cloning the wake-up socket"))?;
+                .map_err(|e| super::error::io_error(&e, "cloning the wake-up socket"))?;
             let socket = register(OwnedFd::from(socket), "registering the wake-up socket")?;
             let pidfd = match self
                 .publisher_pidfd

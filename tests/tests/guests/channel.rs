@@ -1,0 +1,425 @@
+//! Channels between guests and native processes: the real `channel` guest run by wasmtime in
+//! this process, against `resmem-channel-peer` processes and native publishers here; the
+//! host's channel calls directly for the exact quotas.
+
+use std::process::Command;
+
+use resmem::{ChannelError, Publisher};
+use resmem_e2e::guest_frame as frame;
+use resmem_host::bindings::channel_api::{
+    ChannelConfig, HostPublisher, HostSubscriber, Overflow as WitOverflow,
+};
+
+use super::channel_support::{chunks_in_use, memory_view, wait_subscribers};
+use super::*;
+
+const CHANNEL_PEER: &str = env!("CARGO_BIN_EXE_resmem-channel-peer");
+
+/// `resmem-channel-peer <mode> <service> --prefix <scope's> <args...>`.
+fn peer(scope: &Scope, mode: &str, service: &str, args: &[&str]) -> Peer {
+    let mut command = Command::new(CHANNEL_PEER);
+    command
+        .args([mode, service, "--prefix", scope.prefix()])
+        .args(args);
+    Peer::spawn(command, &format!("channel peer {mode} {service}"))
+}
+
+fn channel(host: &Arc<GuestHost>) -> Component {
+    load(host, resmem_guests::CHANNEL_WASM)
+}
+
+/// `key=value` of a guest line.
+fn value(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+/// Frames of `first << i` bytes from a guest publisher reach a native subscriber process,
+/// every byte checked there, while the memory adds segments (written by copy and in place).
+#[test]
+fn guest_publisher_to_native_subscriber_across_growth() {
+    for map in [false, true] {
+        let scope = Scope::new(if map { "gchpm" } else { "gchpc" });
+        let host = host(&scope);
+        let count = 11u64;
+        let mut args = vec!["channel", "pub", "svc", "11", "1024", "--seed", "7"];
+        if map {
+            args.push("--map");
+        }
+        let guest = Running::start(&host, &channel(&host), &args);
+        let mut native = peer(
+            &scope,
+            "frames",
+            "svc",
+            &["--count", "11", "--seed", "7", "--open-timeout-ms", "30000"],
+        );
+        assert_eq!(native.line(STEP), "opening");
+        assert_eq!(native.line(STEP), "joined slot=0");
+        for seq in 0..count {
+            let line = native.line(STEP);
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(
+                words[..3],
+                ["frame", &seq.to_string(), &(1024u64 << seq).to_string()],
+                "{line}"
+            );
+        }
+        assert_eq!(native.line(STEP), "frames done count=11");
+        assert!(native.wait(STEP).success());
+        let end = guest.finish();
+        assert_eq!(end.outcome, RunOutcome::Exited(0), "{end:?}");
+        let expected: Vec<String> = (0..count)
+            .map(|seq| format!("sent seq={seq} len={} delivered=1", 1024u64 << seq))
+            .chain(["done sent=11".to_owned()])
+            .collect();
+        assert_eq!(end.stdout, expected);
+        assert_empty(&scope);
+    }
+}
+
+/// A native publisher process sends frames of growing size 50 ms apart; the guest sleeps in
+/// `wasi:io/poll` between them (a per-frame timeout of 20 s: were the pollable not woken, it
+/// would report `timeout`) and checks every byte, by copy and in place.
+#[test]
+fn native_publisher_to_guest_subscriber_woken_by_its_pollable() {
+    for map in [false, true] {
+        let scope = Scope::new(if map { "gchsm" } else { "gchsc" });
+        let host = host(&scope);
+        let mut native = peer(
+            &scope,
+            "send-frames",
+            "svc",
+            &[
+                "--count",
+                "8",
+                "--len",
+                "1024",
+                "--seed",
+                "9",
+                "--wait-subscribers",
+                "1",
+                "--interval-us",
+                "50000",
+            ],
+        );
+        assert_eq!(native.line(STEP), "created");
+        let mut args = vec![
+            "channel",
+            "sub",
+            "svc",
+            "8",
+            "--seed",
+            "9",
+            "--timeout-ms",
+            "20000",
+        ];
+        if map {
+            args.push("--map");
+        }
+        let start = Instant::now();
+        let mut guest = Running::start(&host, &channel(&host), &args);
+        assert_eq!(guest.line(), "subscribed");
+        assert_eq!(native.line(STEP), "subscribers 1");
+        for seq in 0..8u64 {
+            let sent = native.line(STEP);
+            assert_eq!(sent, format!("sent {seq} {} 1", 1024u64 << seq));
+            let got = guest.line();
+            assert!(got.starts_with("got "), "{got}");
+            assert_eq!(value(&got, "seq"), seq, "{got}");
+            assert_eq!(value(&got, "len"), 1024 << seq, "{got}");
+        }
+        assert_eq!(guest.line(), "done received=8");
+        let end = guest.finish();
+        assert_eq!(end.outcome, RunOutcome::Exited(0), "{end:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(native.line(STEP), "sent done");
+        native.close_stdin();
+        assert!(native.wait(STEP).success());
+        assert_empty(&scope);
+    }
+}
+
+/// A guest asleep in `poll` on a subscriber whose publisher never sends is stopped at its
+/// deadline: the host's poll returns then, and the epoch check traps the guest. Its slot is
+/// released with its store.
+#[test]
+fn a_guest_blocked_in_poll_is_stopped_at_its_deadline() {
+    let scope = Scope::new("gchdl");
+    let deadline = Duration::from_millis(800);
+    let policy = Policy::builder()
+        .namespace(scope.prefix())
+        .deadline(Some(deadline))
+        .build();
+    let host = Arc::new(GuestHost::new(policy, engine_options()).expect("a host"));
+    let mut native = peer(
+        &scope,
+        "send-frames",
+        "svc",
+        &["--count", "0", "--len", "64", "--seed", "1"],
+    );
+    assert_eq!(native.line(STEP), "created");
+    assert_eq!(native.line(STEP), "subscribers 0");
+    assert_eq!(native.line(STEP), "sent done");
+    let start = Instant::now();
+    let mut guest = Running::start(
+        &host,
+        &channel(&host),
+        &["channel", "sub", "svc", "1", "--timeout-ms", "600000"],
+    );
+    assert_eq!(guest.line(), "subscribed");
+    let end = guest.finish();
+    let took = start.elapsed();
+    assert_eq!(
+        end.outcome,
+        RunOutcome::DeadlineExceeded(deadline),
+        "{end:?}"
+    );
+    assert!(took >= deadline, "stopped early: {took:?}");
+    assert!(
+        took < deadline + Duration::from_secs(3),
+        "stopped late: {took:?}"
+    );
+    let info = resmem::channel::service_info("svc", &scope.config()).expect("the service lives");
+    assert!(
+        info.subscribers.iter().all(|s| !s.alive),
+        "the guest's slot is released with its store: {info:?}"
+    );
+    native.close_stdin();
+    assert!(native.wait(STEP).success());
+    assert_empty(&scope);
+}
+
+/// A guest that traps (or exits) while it holds loans of its own publisher and samples of a
+/// native one gives everything back at once: its service is removed, its slot is departed with
+/// nothing borrowed, and the native publisher frees every chunk on its next look.
+#[test]
+fn a_guest_ending_with_loans_and_samples_returns_everything_at_once() {
+    for then in ["trap", "exit"] {
+        let scope = Scope::new(&format!("gchho{then}"));
+        let host = host(&scope);
+        let config = scope.config();
+        let publisher = Publisher::builder("svc")
+            .config(&config)
+            .create()
+            .expect("a native publisher");
+        let guest = Running::start(
+            &host,
+            &channel(&host),
+            &["channel", "hold", "out", "svc", "3", "2", "--then", then],
+        );
+        wait_subscribers(&publisher, 1);
+        let mut buf = vec![0u8; 4096];
+        for seq in 0..4 {
+            assert!(frame::fill(&mut buf, 1, seq, 0, 0));
+            assert_eq!(publisher.send_copy(&buf).expect("send"), 1);
+        }
+        let end = guest.finish();
+        match then {
+            "trap" => assert!(matches!(end.outcome, RunOutcome::Trapped(_)), "{end:?}"),
+            // WASI 0.2's exit carries only success or failure.
+            _ => assert_eq!(end.outcome, RunOutcome::Exited(1), "{end:?}"),
+        }
+        assert_eq!(end.stdout, ["holding loans=3 samples=2"]);
+        // At once, before the native publisher did anything.
+        assert_eq!(
+            resmem::channel::service_info("out", &config).unwrap_err(),
+            ChannelError::DoesNotExist
+        );
+        assert!(
+            !scope.objects().iter().any(|o| o.contains("out")),
+            "{:?}",
+            scope.objects()
+        );
+        let info = resmem::channel::service_info("svc", &config).expect("the native service");
+        assert!(
+            info.subscribers.iter().all(|s| !s.alive && s.borrowed == 0),
+            "{info:?}"
+        );
+        assert_eq!(publisher.update_connections(), 0);
+        let view = memory_view(&scope);
+        assert_eq!(chunks_in_use(&view), 0, "every sample came back");
+        drop(view);
+        drop(publisher);
+        assert_empty(&scope);
+    }
+}
+
+fn channel_config(max_loans: u32, max_borrowed: u32) -> ChannelConfig {
+    ChannelConfig {
+        max_subscribers: 2,
+        buffer_size: 4,
+        max_loans,
+        max_borrowed,
+        overflow: WitOverflow::DropOldest,
+        memory: MemoryConfig {
+            max_chunk_layout_hint: WitLayout { size: 64, align: 8 },
+            max_number_of_chunks_hint: 4,
+            allocation_strategy: WitStrategy::PowerOfTwo,
+        },
+    }
+}
+
+/// Publishers, subscribers, loans and borrowed samples: each quota is exact, refused with
+/// `quota-exceeded` and freed again; the channel's own limits are `limit-reached`; every
+/// offset is checked against the guest's own records; a failed send keeps its loan.
+#[test]
+fn channel_quotas_limits_and_checks_through_the_host() {
+    let scope = Scope::new("gchq");
+    let policy = policy(
+        &scope,
+        Quotas {
+            publishers: 1,
+            subscribers: 1,
+            loans: 2,
+            borrowed: 1,
+            channel_config: 64,
+            ..Quotas::default()
+        },
+    );
+    let mut state = GuestState::new(WasiCtxBuilder::new().build(), Arc::new(policy));
+    let st = &mut state;
+    let small = WitLayout { size: 64, align: 8 };
+    let p = HostPublisher::create(st, "a".into(), channel_config(8, 1))
+        .unwrap()
+        .unwrap();
+    let pb = || Resource::<resmem_host::GuestPublisher>::new_borrow(p.rep());
+    let refused = HostPublisher::create(st, "b".into(), channel_config(8, 1)).unwrap();
+    assert!(
+        matches!(refused, Err(WitError::QuotaExceeded(_))),
+        "{refused:?}"
+    );
+    let mut big = channel_config(8, 1);
+    big.buffer_size = 65;
+    assert!(matches!(
+        HostPublisher::create(st, "b".into(), big).unwrap(),
+        Err(WitError::QuotaExceeded(_))
+    ));
+    assert_eq!(st.usage().publishers, 1);
+
+    let s = HostSubscriber::open(st, "a".into(), 0).unwrap().unwrap();
+    let sb = || Resource::<resmem_host::GuestSubscriber>::new_borrow(s.rep());
+    assert!(matches!(
+        HostSubscriber::open(st, "a".into(), 0).unwrap(),
+        Err(WitError::QuotaExceeded(_))
+    ));
+    assert_eq!(HostPublisher::number_of_subscribers(st, pb()).unwrap(), 1);
+
+    // Loans: the quota of two, freed by discard; a failed send keeps the loan.
+    let l1 = HostPublisher::loan(st, pb(), small).unwrap().unwrap();
+    let l2 = HostPublisher::loan(st, pb(), small).unwrap().unwrap();
+    assert!(matches!(
+        HostPublisher::loan(st, pb(), small).unwrap(),
+        Err(WitError::QuotaExceeded(_))
+    ));
+    HostPublisher::discard(st, pb(), l1).unwrap().unwrap();
+    assert!(matches!(
+        HostPublisher::discard(st, pb(), l1).unwrap(),
+        Err(WitError::InvalidOffset(_))
+    ));
+    assert_eq!(st.usage().loans, 1);
+    let mut bytes = vec![0u8; 64];
+    assert!(frame::fill(&mut bytes, 3, 0, 0, 0));
+    HostPublisher::write(st, pb(), l2, 0, bytes.clone())
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        HostPublisher::write(st, pb(), l2, 60, vec![0; 5]).unwrap(),
+        Err(WitError::InvalidOffset(_))
+    ));
+    assert!(matches!(
+        HostPublisher::send(st, pb(), l2, 65).unwrap(),
+        Err(WitError::InvalidLayout(_))
+    ));
+    assert_eq!(st.usage().loans, 1, "the refused send kept its loan");
+    assert_eq!(HostPublisher::send(st, pb(), l2, 64).unwrap().unwrap(), 1);
+    assert_eq!(st.usage().loans, 0);
+    assert!(matches!(
+        HostPublisher::write(st, pb(), l2, 0, vec![1]).unwrap(),
+        Err(WitError::InvalidOffset(_))
+    ));
+    let l3 = HostPublisher::loan(st, pb(), small).unwrap().unwrap();
+    HostPublisher::write(st, pb(), l3, 0, bytes.clone())
+        .unwrap()
+        .unwrap();
+    assert_eq!(HostPublisher::send(st, pb(), l3, 64).unwrap().unwrap(), 1);
+
+    // Borrowed: the quota of one; reads stay inside the sample; a sample is released once.
+    let got = HostSubscriber::receive(st, sb())
+        .unwrap()
+        .unwrap()
+        .expect("a sample");
+    assert_eq!((got.offset, got.len), (l2, 64));
+    assert_eq!(
+        HostSubscriber::read(st, sb(), got.offset, 0, 64)
+            .unwrap()
+            .unwrap(),
+        bytes
+    );
+    assert!(matches!(
+        HostSubscriber::read(st, sb(), got.offset, 1, 64).unwrap(),
+        Err(WitError::InvalidOffset(_))
+    ));
+    assert!(matches!(
+        HostSubscriber::receive(st, sb()).unwrap(),
+        Err(WitError::QuotaExceeded(_))
+    ));
+    assert_eq!(st.usage().borrowed, 1);
+    HostSubscriber::release(st, sb(), got.offset)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        HostSubscriber::release(st, sb(), got.offset).unwrap(),
+        Err(WitError::InvalidOffset(_))
+    ));
+    assert!(matches!(
+        HostSubscriber::read(st, sb(), got.offset, 0, 1).unwrap(),
+        Err(WitError::InvalidOffset(_))
+    ));
+    let second = HostSubscriber::receive(st, sb())
+        .unwrap()
+        .unwrap()
+        .expect("the second");
+    assert_eq!(second.offset, l3);
+    // A publisher's offset is not the subscriber's to release, nor a sample the publisher's.
+    assert!(matches!(
+        HostPublisher::discard(st, pb(), second.offset).unwrap(),
+        Err(WitError::InvalidOffset(_))
+    ));
+    HostSubscriber::release(st, sb(), second.offset)
+        .unwrap()
+        .unwrap();
+    assert_eq!(HostSubscriber::receive(st, sb()).unwrap().unwrap(), None);
+    assert!(HostSubscriber::is_publisher_alive(st, sb()).unwrap());
+
+    // Dropping the publisher: the subscriber drains, then sees `disconnected`.
+    HostPublisher::drop(st, p).unwrap();
+    assert_eq!(st.usage().publishers, 0);
+    assert!(!HostSubscriber::is_publisher_alive(st, sb()).unwrap());
+    assert_eq!(
+        HostSubscriber::receive(st, sb()).unwrap(),
+        Err(WitError::Disconnected)
+    );
+    HostSubscriber::drop(st, s).unwrap();
+    assert_eq!(st.usage(), resmem_host::Usage::default());
+
+    // The channel's own limits: limit-reached, saying which.
+    let p = HostPublisher::create(st, "c".into(), channel_config(1, 1))
+        .unwrap()
+        .unwrap();
+    let pb = || Resource::<resmem_host::GuestPublisher>::new_borrow(p.rep());
+    let held = HostPublisher::loan(st, pb(), small).unwrap().unwrap();
+    match HostPublisher::loan(st, pb(), small).unwrap() {
+        Err(WitError::LimitReached(which)) => assert!(which.starts_with("loans"), "{which}"),
+        other => panic!("{other:?}"),
+    }
+    HostPublisher::discard(st, pb(), held).unwrap().unwrap();
+    HostPublisher::drop(st, p).unwrap();
+    drop(state);
+    assert_empty(&scope);
+}

@@ -140,6 +140,8 @@ fn kind(e: &Error) -> &'static str {
         Error::QuotaExceeded(_) => "quota-exceeded",
         Error::Timeout => "timeout",
         Error::Io(_) => "io",
+        Error::LimitReached(_) => "limit-reached",
+        Error::Disconnected => "disconnected",
     }
 }
 
@@ -856,6 +858,8 @@ impl Driver {
                 .flat_map(|v| v.registered.values())
                 .map(|&c| u64::from(c))
                 .sum(),
+            // This target drives only resizable-memory.
+            ..Usage::default()
         };
         assert_eq!(self.state.usage(), expected, "usage");
         assert!(

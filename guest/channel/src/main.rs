@@ -17,7 +17,7 @@
 //!   0 to not wait), sends `count` frames of `first-size << (i / K)` bytes (capped at
 //!   `--max-size`; K default 1, so sizes double and the memory grows while subscribers are
 //!   connected), written by copy or in place (`--map`); prints `sent seq=<i> len=<n>
-//!   delivered=<d>` per frame and `done sent=<count>`, then keeps the service for `--linger-ms`
+//!   delivered=<d> segment=<id>` per frame and `done sent=<count>`, then keeps the service for `--linger-ms`
 //!   (default 0) so subscribers drain.
 //! - `sub` opens `service` (waiting `--open-ms`, default 10 s), waits for frames with
 //!   `receive_timeout` (wasi:io/poll; `--timeout-ms` per frame, default 30 s), checks every byte
@@ -197,8 +197,9 @@ fn publish(opts: &Opts) -> Outcome {
         } else {
             sample.write_at(0, &buf).map_err(|e| ("write", e))?;
         }
+        let segment = sample.offset().segment();
         let delivered = sample.send().map_err(|e| ("send", e))?;
-        println!("sent seq={seq} len={len} delivered={delivered}");
+        println!("sent seq={seq} len={len} delivered={delivered} segment={segment}");
         if !interval.is_zero() {
             std::thread::sleep(interval);
         }

@@ -74,12 +74,19 @@ pub enum FrameError {
     /// Shorter than the header.
     TooShort(usize),
     /// The tag does not match the seed, the claimed sequence number and the length.
-    Header { seq: u64 },
+    Header {
+        /// The sequence number the header claims.
+        seq: u64,
+    },
     /// Byte `index` of frame `seq` is `found`, not `expected`.
     Payload {
+        /// The frame's sequence number.
         seq: u64,
+        /// Which byte, from the frame's start.
         index: u64,
+        /// What it holds.
         found: u8,
+        /// What it should hold.
         expected: u8,
     },
 }

@@ -19,6 +19,10 @@ mod channel;
 mod convert;
 mod deadline;
 mod engine;
+/// The frames the channel guests send and check (`resmem_guest::frame`): the SDK's own file,
+/// so native peers check exactly what a guest wrote.
+#[path = "../../../guest/sdk/src/frame.rs"]
+pub mod frame;
 mod host_impl;
 pub mod pattern;
 mod policy;

@@ -883,39 +883,64 @@ fn peer_verifies_and_prints_offsets() {
 // demo
 // ---------------------------------------------------------------------------------------------
 
-/// The demo runs end to end (producer guest, native peer process, filter plugin), prints its
-/// summary and leaves nothing in its namespace.
+/// The demo runs end to end (producer guest, three native subscriber processes, the filter
+/// guest), kills the hoarding subscriber midway and shows its slot reclaimed, prints per-stage
+/// figures and leaves nothing in its namespace.
 #[test]
 fn demo_runs_and_leaves_nothing_behind() {
-    let proc = Proc::spawn(&["demo", "--chunks", "6"]);
+    let proc = Proc::spawn(&[
+        "demo",
+        "--frames",
+        "24",
+        "--grow-every",
+        "3",
+        "--max-size",
+        "256K",
+    ]);
     let namespace = format!("resmem_demo_{}_", proc.child.id());
     let out = proc.finish();
     assert_eq!(out.code(), Some(0), "{out:?}");
+    let stdout = &out.stdout;
     assert!(
-        out.stdout
-            .contains(&format!("host:   namespace {namespace};")),
-        "{}",
-        out.stdout
+        stdout.contains(&format!("host:     namespace {namespace};")),
+        "{stdout}"
     );
-    let summary = out
-        .stdout
+    // Frames of 4 KiB doubling every 3 up to 256 KiB: a new segment for each new size.
+    let segments: Vec<&str> = stdout
         .lines()
-        .find(|l| l.starts_with("summary: "))
-        .unwrap_or_else(|| panic!("no summary: {}", out.stdout));
+        .filter(|l| l.starts_with("producer: frame"))
+        .collect();
+    assert!(segments.len() >= 7, "{stdout}");
+    for size in [4096, 8192, 16384, 32768, 65536, 131072, 262144] {
+        assert!(
+            segments
+                .iter()
+                .any(|l| l.contains(&format!(" {size} B written in place"))),
+            "no new segment for {size}-byte frames: {stdout}"
+        );
+    }
+    let kill = stdout
+        .lines()
+        .find(|l| l.starts_with("kill:"))
+        .unwrap_or_else(|| panic!("no kill line: {stdout}"));
+    assert!(kill.contains("reclaimed the slot"), "{kill}");
+    assert!(kill.contains("2 subscribers remain"), "{kill}");
+    for stage in ["stage 1  producer guest", "stage 2  filter guest"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(stage))
+            .unwrap_or_else(|| panic!("no {stage:?}: {stdout}"));
+        assert!(line.contains(": 24 samples, "), "{line}");
+        assert!(
+            line.contains("every byte verified; latency median"),
+            "{line}"
+        );
+    }
+    assert!(stdout.contains("namespace is empty"), "{stdout}");
     assert!(
-        summary.starts_with("summary: 6 chunks in 6 segments (0.2 MiB) written by a wasm guest"),
-        "{summary}"
+        stdout.lines().any(|l| l.starts_with("summary:  24 frames")),
+        "{stdout}"
     );
-    assert!(summary.contains("filtered by a wasm plugin"), "{summary}");
-    assert_eq!(
-        out.stdout
-            .matches("verified natively (input ^ 0x5a)")
-            .count(),
-        6,
-        "{}",
-        out.stdout
-    );
-    assert!(out.stdout.contains("namespace is empty"), "{}", out.stdout);
     let left = objects_with_prefix(&namespace);
     assert!(left.is_empty(), "the demo left {left:?}");
 }

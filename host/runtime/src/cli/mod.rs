@@ -53,9 +53,14 @@ enum Command {
     Peer(peer::PeerArgs),
     /// Hand buffers of a memory to a chain of filter plugins; write what comes out.
     Filter(filter::FilterArgs),
-    /// The main job: a guest producer grows a memory, a native peer process verifies every byte.
+    /// The main job: a zero-copy hand-off pipeline on channels between wasm guests and native
+    /// processes.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
+    /// The demo's native subscriber process: verifies frames, prints latency stats.
+    #[cfg(feature = "demo")]
+    #[command(hide = true)]
+    VerifyFrames(demo::VerifyArgs),
 }
 
 /// Where the memories live.
@@ -103,6 +108,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Subscribe(args) => subscribe::subscribe(&args),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::demo(&args),
+        #[cfg(feature = "demo")]
+        Command::VerifyFrames(args) => demo::verify(&args),
         Command::Filter(args) => filter::filter(&args),
     }
 }

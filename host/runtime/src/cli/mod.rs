@@ -200,9 +200,23 @@ pub fn parse_quotas(settings: &[String]) -> Result<Quotas> {
             "open-timeout-ms" => quotas.open_timeout = std::time::Duration::from_millis(count()?),
             "window-bytes" => quotas.window_bytes = window_size(value)?,
             "wasm-memory" => quotas.wasm_memory_bytes = parse_size(value)?,
+            "publishers" => {
+                quotas.publishers = u32::try_from(count()?).context("publishers: too large")?
+            }
+            "subscribers" => {
+                quotas.subscribers = u32::try_from(count()?).context("subscribers: too large")?
+            }
+            "loans" => quotas.loans = count()?,
+            "borrowed" => quotas.borrowed = count()?,
+            "channel-config" => {
+                quotas.channel_config =
+                    u32::try_from(count()?).context("channel-config: too large")?
+            }
+            "block-timeout-ms" => quotas.block_timeout = std::time::Duration::from_millis(count()?),
             other => bail!(
                 "unknown quota {other:?}; known: shm-bytes, chunk-bytes, io-bytes, live-chunks, \
-                 registrations, memories, views, open-timeout-ms, window-bytes, wasm-memory"
+                 registrations, memories, views, open-timeout-ms, window-bytes, wasm-memory, \
+                 publishers, subscribers, loans, borrowed, channel-config, block-timeout-ms"
             ),
         }
     }
@@ -257,5 +271,26 @@ mod tests {
         assert_eq!(q.chunk_bytes, Quotas::default().chunk_bytes);
         assert!(parse_quotas(&["nope=1".into()]).is_err());
         assert!(parse_quotas(&["memories".into()]).is_err());
+        let q = parse_quotas(&[
+            "publishers=2".into(),
+            "subscribers=3".into(),
+            "loans=4".into(),
+            "borrowed=5".into(),
+            "channel-config=6".into(),
+            "block-timeout-ms=70".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                q.publishers,
+                q.subscribers,
+                q.loans,
+                q.borrowed,
+                q.channel_config
+            ),
+            (2, 3, 4, 5, 6)
+        );
+        assert_eq!(q.block_timeout, Duration::from_millis(70));
+        assert!(parse_quotas(&["publishers=5000000000".into()]).is_err());
     }
 }

@@ -27,7 +27,8 @@
 //! - `filter` receives from `in`, XORs every payload byte with `--key` (default 0x5A),
 //!   restamps, publishes to `out`; prints `filtered seq=<i> len=<n> delivered=<d>`.
 //! - `hold` creates `out-service`, takes `loans` loans, opens `in-service` and holds `samples`
-//!   received samples, prints `holding loans=<l> samples=<s>`, then traps (`unreachable`),
+//!   received samples, prints `holding loans=<l> samples=<s>`, waits for a line on stdin, then
+//!   traps (`unreachable`),
 //!   exits (with failure: WASI 0.2's exit carries no other code), or sleeps until the host
 //!   stops it.
 //!
@@ -338,6 +339,8 @@ fn hold(opts: &Opts) -> Outcome {
         }
     }
     println!("holding loans={} samples={}", held_loans.len(), held.len());
+    // Until a line (or EOF) on stdin: the test queues more samples meanwhile.
+    let _ = std::io::stdin().read_line(&mut String::new());
     match opts.get("then").unwrap_or("trap") {
         "exit" => std::process::exit(1),
         "sleep" => loop {

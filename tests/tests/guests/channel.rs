@@ -459,7 +459,7 @@ fn a_hostile_publisher_cannot_hurt_a_guest_subscriber() {
     let sb = || Resource::<resmem_host::GuestSubscriber>::new_borrow(s.rep());
     assert_eq!(hostile.line(STEP), "subscribers 1");
     let mut n = 0u64;
-    let mut valid = |st: &mut GuestState, hostile: &mut Peer, n: &mut u64| {
+    let valid = |st: &mut GuestState, hostile: &mut Peer, n: &mut u64| {
         hostile.send("valid");
         let sent = hostile.line(STEP);
         assert!(sent.starts_with(&format!("sent {n} ")), "{sent}");

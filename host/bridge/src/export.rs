@@ -1,0 +1,174 @@
+//! An exported service: a local subscriber like any other, whose samples go out on the key
+//! `<prefix>/<service>`, copied once into the zenoh message and released at once. A sender
+//! thread puts the messages (reliable, waiting for the link: a 64 MiB message takes its time),
+//! fed through a queue bounded in messages and bytes. The local publisher is never held up:
+//! without a remote importer, or with the queue full, a sample is dropped and counted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::Duration;
+
+use resmem::{ChannelError, Config, Subscriber};
+use zenoh::Wait;
+use zenoh::pubsub::Publisher as ZPublisher;
+
+use crate::bridge::Shared;
+use crate::stats::Counters;
+use crate::wire::Header;
+
+/// How long one wait for a local publisher (or a sample) lasts before the stop flag is read.
+const SLICE: Duration = Duration::from_millis(100);
+/// Messages, and bytes, waiting for the sender at most.
+const QUEUE: usize = 64;
+const QUEUE_BYTES: u64 = 256 << 20;
+
+/// A message for the sender and its payload length.
+struct Outgoing {
+    message: Vec<u8>,
+    len: u64,
+}
+
+pub(crate) struct Export {
+    pub(crate) service: String,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Export {
+    pub(crate) fn run(&self, shared: &Shared, publisher: &ZPublisher<'_>) {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let queued = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.send(publisher, rx, &queued));
+            self.receive(shared, publisher, &tx, &queued);
+            drop(tx);
+        });
+    }
+
+    /// The sender: puts each message, or counts it dropped when no importer listens.
+    fn send(&self, publisher: &ZPublisher<'_>, rx: Receiver<Outgoing>, queued: &AtomicU64) {
+        for out in rx {
+            queued.fetch_sub(out.message.len() as u64, Ordering::Relaxed);
+            if matching(publisher) && publisher.put(out.message).wait().is_ok() {
+                Counters::add(&self.counters.samples, 1);
+                Counters::add(&self.counters.bytes, out.len);
+            } else {
+                Counters::add(&self.counters.dropped, 1);
+            }
+        }
+    }
+
+    fn receive(
+        &self,
+        shared: &Shared,
+        publisher: &ZPublisher<'_>,
+        tx: &SyncSender<Outgoing>,
+        queued: &AtomicU64,
+    ) {
+        let mut seq = 0u64;
+        let mut announced = false;
+        while !shared.stop.load(Ordering::Relaxed) {
+            let subscriber = match open(&self.service, &shared.config) {
+                Ok(subscriber) => subscriber,
+                Err(ChannelError::DoesNotExist | ChannelError::PublisherGone) => continue,
+                Err(e) => {
+                    shared.log(format!("export {}: cannot subscribe: {e}", self.service));
+                    std::thread::sleep(SLICE);
+                    continue;
+                }
+            };
+            if self.is_own_import(shared) {
+                // This bridge's importer publishes it: re-exporting would loop.
+                if !announced {
+                    shared.log(format!(
+                        "export {}: not exported, this bridge imports it",
+                        self.service
+                    ));
+                    announced = true;
+                }
+                std::thread::sleep(SLICE);
+                continue;
+            }
+            shared.log(format!(
+                "export {}: subscribed (slot {})",
+                self.service,
+                subscriber.slot()
+            ));
+            self.forward(shared, publisher, &subscriber, &mut seq, tx, queued);
+        }
+    }
+
+    fn is_own_import(&self, shared: &Shared) -> bool {
+        shared.imports.contains(&self.service)
+            && resmem::channel::service_info(&self.service, &shared.config)
+                .is_ok_and(|info| info.publisher_pid == std::process::id())
+    }
+
+    /// Takes samples until the local publisher goes (or the bridge stops).
+    fn forward(
+        &self,
+        shared: &Shared,
+        publisher: &ZPublisher<'_>,
+        subscriber: &Subscriber,
+        seq: &mut u64,
+        tx: &SyncSender<Outgoing>,
+        queued: &AtomicU64,
+    ) {
+        while !shared.stop.load(Ordering::Relaxed) {
+            let sample = match subscriber.receive_timeout(SLICE) {
+                Ok(Some(sample)) => sample,
+                Ok(None) => continue,
+                Err(ChannelError::PublisherGone) => {
+                    shared.log(format!(
+                        "export {}: the local publisher is gone",
+                        self.service
+                    ));
+                    return;
+                }
+                Err(e) => {
+                    shared.log(format!("export {}: receive: {e}", self.service));
+                    return;
+                }
+            };
+            let header = Header {
+                seq: *seq,
+                len: sample.len() as u64,
+                origin: shared.zid,
+            };
+            *seq += 1;
+            let size = (crate::wire::HEADER + sample.len()) as u64;
+            if !matching(publisher) || queued.load(Ordering::Relaxed) + size > QUEUE_BYTES {
+                Counters::add(&self.counters.dropped, 1);
+                continue;
+            }
+            // Copied: the local chunk goes back to its publisher before zenoh sends anything.
+            let message = header.encode(sample.payload());
+            drop(sample);
+            queued.fetch_add(size, Ordering::Relaxed);
+            let out = Outgoing {
+                message,
+                len: header.len,
+            };
+            if let Err(TrySendError::Full(out) | TrySendError::Disconnected(out)) = tx.try_send(out)
+            {
+                queued.fetch_sub(out.message.len() as u64, Ordering::Relaxed);
+                Counters::add(&self.counters.dropped, 1);
+            }
+        }
+    }
+}
+
+/// Whether a remote importer listens on the key.
+fn matching(publisher: &ZPublisher<'_>) -> bool {
+    publisher
+        .matching_status()
+        .wait()
+        .is_ok_and(|status| status.matching())
+}
+
+fn open(service: &str, config: &Config) -> Result<Subscriber, ChannelError> {
+    Subscriber::builder(service)
+        .config(config)
+        .timeout(SLICE)
+        .open()
+}

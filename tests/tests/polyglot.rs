@@ -8,7 +8,7 @@
 //! - The **Python subscriber** (`guest/python`, world `subscriber`) is a channel subscriber
 //!   (`resmem run`): this process publishes samples natively; the guest waits for them in
 //!   `wasi:io/poll.poll` on its subscriber's pollable and prints each one's length, CRC-32 and
-//!   offset.
+//!   offset. The **JavaScript subscriber** (`guest/js`, world `subscriber`) does the same.
 //! - The **JavaScript** guest (`guest/js`, componentize-js) is a filter plugin (world
 //!   `plugin`): `out[i] = rotl8(in[i], 1) ^ (i & 0xff)`, run by `resmem filter`, alone or after
 //!   the Rust filter plugin (`guest/filter`, `in[i] ^ 0x5A`).
@@ -47,7 +47,7 @@ const PY_HEADER: usize = 32;
 /// through several segments.
 const SIZES: &str = "1000,4096,65537,1048589,1500000";
 
-/// Sample sizes the native publisher sends the Python subscriber one at a time, then in a
+/// Sample sizes the native publisher sends a subscriber guest one at a time, then in a
 /// burst: growing from a first segment laid out for the first, so the memory adds segments
 /// while the subscriber is connected; one past a 1 MiB read piece, then several pieces.
 const PACED: [usize; 4] = [1000, 4096, 65_537, 1_048_589];
@@ -72,6 +72,7 @@ struct Components {
     python: Result<PathBuf, Missing>,
     python_subscriber: Result<PathBuf, Missing>,
     js_filter: Result<PathBuf, Missing>,
+    js_subscriber: Result<PathBuf, Missing>,
 }
 
 fn out_dir() -> PathBuf {
@@ -118,14 +119,16 @@ fn components() -> &'static Components {
     static BUILT: OnceLock<Components> = OnceLock::new();
     BUILT.get_or_init(|| {
         // The two builds are independent: run them side by side.
-        let js = std::thread::spawn(|| build("js", &["filter"]));
+        let js = std::thread::spawn(|| (build("js", &["filter"]), build("js", &["js-subscriber"])));
         // One after the other: both set up the same virtualenv.
         let python = build("python", &["stats"]);
         let python_subscriber = build("python", &["subscriber"]);
+        let (js_filter, js_subscriber) = js.join().expect("the js build thread");
         Components {
             python,
             python_subscriber,
-            js_filter: js.join().expect("the js build thread"),
+            js_filter,
+            js_subscriber,
         }
     })
 }
@@ -154,8 +157,29 @@ fn python() -> Option<PathBuf> {
     component("Python", &components().python)
 }
 
-fn python_subscriber() -> Option<PathBuf> {
-    component("Python subscriber", &components().python_subscriber)
+/// A channel subscriber guest; the Python and the JavaScript one keep the same contract.
+struct SubscriberGuest {
+    component: PathBuf,
+    /// For failure messages.
+    what: &'static str,
+    /// How it prints the host's `does-not-exist` error.
+    does_not_exist: &'static str,
+}
+
+fn python_subscriber() -> Option<SubscriberGuest> {
+    Some(SubscriberGuest {
+        component: component("Python subscriber", &components().python_subscriber)?,
+        what: "python subscriber",
+        does_not_exist: "DoesNotExist",
+    })
+}
+
+fn js_subscriber() -> Option<SubscriberGuest> {
+    Some(SubscriberGuest {
+        component: component("JavaScript subscriber", &components().js_subscriber)?,
+        what: "javascript subscriber",
+        does_not_exist: "does-not-exist",
+    })
 }
 
 fn js_filter() -> Option<PathBuf> {
@@ -436,7 +460,7 @@ impl Sent {
         sent
     }
 
-    /// The Python subscriber's line for it, as sample `index`.
+    /// A subscriber guest's line for it, as sample `index`.
     fn line(&self, index: usize) -> String {
         format!(
             "sample {index} len={} crc32={:08x} segment={} offset={}",
@@ -448,7 +472,7 @@ impl Sent {
     }
 }
 
-/// The Python subscriber's last line: `end <reason> samples=<n> bytes=<n> polls=<n>
+/// A subscriber guest's last line: `end <reason> samples=<n> bytes=<n> polls=<n>
 /// empty=<n>`.
 #[derive(Debug, PartialEq, Eq)]
 struct End {
@@ -482,9 +506,14 @@ impl End {
     }
 }
 
-/// `resmem run subscriber.wasm -- <args>`; `extra` goes to `resmem run` itself.
-fn subscriber_command(scope: &Scope, component: &Path, extra: &[&str], args: &[&str]) -> Command {
-    let component = component.display().to_string();
+/// `resmem run <subscriber component> -- <args>`; `extra` goes to `resmem run` itself.
+fn subscriber_command(
+    scope: &Scope,
+    guest: &SubscriberGuest,
+    extra: &[&str],
+    args: &[&str],
+) -> Command {
+    let component = guest.component.display().to_string();
     let mut all = vec!["run"];
     all.extend(extra);
     all.extend([component.as_str(), "--"]);
@@ -492,14 +521,11 @@ fn subscriber_command(scope: &Scope, component: &Path, extra: &[&str], args: &[&
     resmem(scope, &all)
 }
 
-fn start_subscriber(scope: &Scope, component: &Path, args: &[&str]) -> Peer {
-    Peer::spawn(
-        subscriber_command(scope, component, &[], args),
-        "python subscriber",
-    )
+fn start_subscriber(scope: &Scope, guest: &SubscriberGuest, args: &[&str]) -> Peer {
+    Peer::spawn(subscriber_command(scope, guest, &[], args), guest.what)
 }
 
-/// Reads the subscriber's lines up to its `end` line, checking each `sample` line against
+/// Reads a subscriber guest's lines up to its `end` line, checking each `sample` line against
 /// `sent` from sample `first` on; returns how many `waiting` lines came and the end.
 fn subscriber_until_end(guest: &mut Peer, sent: &[Sent], first: usize) -> (usize, End) {
     let mut index = first;
@@ -799,13 +825,23 @@ fn resmem_filter_runs_the_rust_plugin() {
 /// (`disconnected`). It exits 0 and the namespace is empty.
 #[test]
 fn native_publisher_python_subscriber_woken_by_its_pollable() {
-    let Some(component) = python_subscriber() else {
-        return;
-    };
-    let scope = Scope::new("polysub");
-    let publisher = native_publisher(&scope, "frames", PACED[0]);
+    if let Some(guest) = python_subscriber() {
+        publisher_to_subscriber(&Scope::new("polysub"), &guest);
+    }
+}
+
+/// The same with the JavaScript subscriber (componentize-js).
+#[test]
+fn native_publisher_js_subscriber_woken_by_its_pollable() {
+    if let Some(guest) = js_subscriber() {
+        publisher_to_subscriber(&Scope::new("polyjssub"), &guest);
+    }
+}
+
+fn publisher_to_subscriber(scope: &Scope, subscriber: &SubscriberGuest) {
+    let publisher = native_publisher(scope, "frames", PACED[0]);
     let segments_at_start = publisher.memory().number_of_active_segments();
-    let mut guest = start_subscriber(&scope, &component, &["frames"]);
+    let mut guest = start_subscriber(scope, subscriber, &["frames"]);
     // The first line may wait for the component to compile.
     assert_eq!(guest.line(GUEST_TIMEOUT), "subscribed frames");
     assert_eq!(guest.line(STEP), "waiting");
@@ -868,20 +904,29 @@ fn native_publisher_python_subscriber_woken_by_its_pollable() {
     scope.assert_clean();
 }
 
-/// The Python subscriber's other ends: it stops after `count` samples (exit 0; what it had
-/// not taken goes back to the publisher with its subscriber), reports a publisher that goes
-/// before `count` samples (exit 1), and the host's typed error for a service that does not
-/// exist or arguments it cannot use.
+/// The Python subscriber's other ends (and the JavaScript one's, below): it stops after
+/// `count` samples (exit 0; what it had not taken goes back to the publisher with its
+/// subscriber), reports a publisher that goes before `count` samples (exit 1), and the host's
+/// typed error for a service that does not exist or arguments it cannot use.
 #[test]
 fn python_subscriber_stops_at_its_count_or_reports_why_not() {
-    let Some(component) = python_subscriber() else {
-        return;
-    };
-    let scope = Scope::new("polysubend");
+    if let Some(guest) = python_subscriber() {
+        subscriber_ends(&Scope::new("polysubend"), &guest);
+    }
+}
 
+/// The same with the JavaScript subscriber.
+#[test]
+fn js_subscriber_stops_at_its_count_or_reports_why_not() {
+    if let Some(guest) = js_subscriber() {
+        subscriber_ends(&Scope::new("polyjssubend"), &guest);
+    }
+}
+
+fn subscriber_ends(scope: &Scope, subscriber: &SubscriberGuest) {
     // `count` 2 of 3 samples sent.
-    let publisher = native_publisher(&scope, "frames", 4096);
-    let mut guest = start_subscriber(&scope, &component, &["frames", "2"]);
+    let publisher = native_publisher(scope, "frames", 4096);
+    let mut guest = start_subscriber(scope, subscriber, &["frames", "2"]);
     assert_eq!(guest.line(GUEST_TIMEOUT), "subscribed frames");
     assert_eq!(guest.line(STEP), "waiting");
     let sent: Vec<Sent> = (0..3)
@@ -909,8 +954,8 @@ fn python_subscriber_stops_at_its_count_or_reports_why_not() {
     scope.assert_clean();
 
     // `count` 5, but the publisher goes after one sample.
-    let publisher = native_publisher(&scope, "frames", 1000);
-    let mut guest = start_subscriber(&scope, &component, &["frames", "5"]);
+    let publisher = native_publisher(scope, "frames", 1000);
+    let mut guest = start_subscriber(scope, subscriber, &["frames", "5"]);
     assert_eq!(guest.line(GUEST_TIMEOUT), "subscribed frames");
     assert_eq!(guest.line(STEP), "waiting");
     let sent = [Sent::pattern(&publisher, 1000, SAMPLE_SEED)];
@@ -938,8 +983,9 @@ fn python_subscriber_stops_at_its_count_or_reports_why_not() {
 
     // No such service (the host stops waiting for it after 200 ms), and bad arguments.
     let quota = ["--quota", "open-timeout-ms=200"];
+    let missing = format!("subscriber: {}", subscriber.does_not_exist);
     let cases: [(&[&str], &str); 3] = [
-        (&["nothing"], "subscriber: DoesNotExist"),
+        (&["nothing"], &missing),
         (
             &["frames", "many"],
             "subscriber: count 'many' is not a number",
@@ -947,8 +993,8 @@ fn python_subscriber_stops_at_its_count_or_reports_why_not() {
         (&[], "subscriber: usage: subscriber <service> [count]"),
     ];
     for (args, expected) in cases {
-        let command = subscriber_command(&scope, &component, &quota, args);
-        let outcome = run(command, "python subscriber", GUEST_TIMEOUT);
+        let command = subscriber_command(scope, subscriber, &quota, args);
+        let outcome = run(command, subscriber.what, GUEST_TIMEOUT);
         assert_eq!(outcome.code(), Some(1), "{args:?}: {outcome:?}");
         assert!(
             outcome.stderr.contains(expected),

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds the Python guest (src/stats.py) into a component with componentize-py.
+# Builds the Python guests into components with componentize-py:
+#   src/stats.py      -> stats.wasm        world `command` of wit/ (resizable memory)
+#   src/subscriber.py -> subscriber.wasm   world `subscriber` of wit/ (the channel, wasi:io/poll)
 #
-#   build.sh OUT_DIR   set up the tool (below) and write OUT_DIR/stats.wasm
-#   build.sh setup     only set up the tool
+#   build.sh OUT_DIR [stats|subscriber]...   set up the tool (below) and build the named
+#                                            (default: all); prints each component's path
+#   build.sh setup                           only set up the tool
 #
 # The tool is installed into a project-local virtualenv, guest/python/.venv, at the version
-# pinned in requirements.txt (reinstalled when that file changes). The component is rebuilt
+# pinned in requirements.txt (reinstalled when that file changes). A component is rebuilt
 # only when it is older than a source, the WIT or requirements.txt.
 # Exit codes: 0 built (or up to date), 2 the tool could not be set up (no python3, no venv
 # module, PyPI unreachable), 1 anything else (a build error).
@@ -27,21 +30,30 @@ setup() {
     cp "$here/requirements.txt" "$stamp"
 }
 
-[[ $# -eq 1 ]] || { echo "usage: build.sh OUT_DIR | setup" >&2; exit 1; }
+[[ $# -ge 1 ]] || { echo "usage: build.sh OUT_DIR [stats|subscriber]... | setup" >&2; exit 1; }
 setup || exit $?
 [[ "$1" == setup ]] && exit 0
 
 # Absolute: the tool runs in another directory.
 out_dir="$(mkdir -p "$1" && cd "$1" && pwd)"
-mkdir -p "$out_dir"
-out="$out_dir/stats.wasm"
-if [[ -f "$out" ]] && [[ -z "$(find -L "$here/src" "$here/wit" "$here/requirements.txt" "$here/build.sh" \
-        -newer "$out" -type f -not -path '*/__pycache__/*' | head -1)" ]]; then
+shift
+names=("$@")
+[[ ${#names[@]} -gt 0 ]] || names=(stats subscriber)
+for name in "${names[@]}"; do
+    case "$name" in
+        stats) world=command ;;
+        subscriber) world=subscriber ;;
+        *) echo "build.sh: unknown component $name" >&2; exit 1 ;;
+    esac
+    out="$out_dir/$name.wasm"
+    if [[ -f "$out" ]] && [[ -z "$(find -L "$here/src" "$here/wit" "$here/requirements.txt" "$here/build.sh" \
+            -newer "$out" -type f -not -path '*/__pycache__/*' | head -1)" ]]; then
+        echo "$out"
+        continue
+    fi
+    # componentize-py bundles the modules of its Python path: only src/, never the virtualenv.
+    (cd "$here" && env -u VIRTUAL_ENV "$tool" --quiet -d wit -w "$world" componentize "$name" \
+        -p src -o "$out.tmp" >&2)
+    mv "$out.tmp" "$out"
     echo "$out"
-    exit 0
-fi
-# componentize-py bundles the modules of its Python path: only src/, never the virtualenv.
-(cd "$here" && env -u VIRTUAL_ENV "$tool" --quiet -d wit -w command componentize stats \
-    -p src -o "$out.tmp" >&2)
-mv "$out.tmp" "$out"
-echo "$out"
+done

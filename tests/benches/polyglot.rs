@@ -200,7 +200,7 @@ fn main() -> Result<()> {
     let rounds: usize = env_or("RESMEM_BENCH_ROUNDS", 3usize).max(1);
     ensure!(scale > 0.0, "RESMEM_BENCH_SCALE must be > 0");
 
-    let python = build("python", &[])?;
+    let python = build("python", &["stats"])?;
     let js = build("js", &["bench", "filter"])?;
     let read = |p: &Path| std::fs::read(p).with_context(|| p.display().to_string());
     let guests = [

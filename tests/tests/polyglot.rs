@@ -5,6 +5,10 @@
 //!   reads chunks a native owner wrote through a view, computes CRC-32, sum, min and max, and
 //!   publishes per chunk a header with those figures plus the inverted bytes in a memory of
 //!   its own.
+//! - The **Python subscriber** (`guest/python`, world `subscriber`) is a channel subscriber
+//!   (`resmem run`): this process publishes samples natively; the guest waits for them in
+//!   `wasi:io/poll.poll` on its subscriber's pollable and prints each one's length, CRC-32 and
+//!   offset. The **JavaScript subscriber** (`guest/js`, world `subscriber`) does the same.
 //! - The **JavaScript** guest (`guest/js`, componentize-js) is a filter plugin (world
 //!   `plugin`): `out[i] = rotl8(in[i], 1) ^ (i & 0xff)`, run by `resmem filter`, alone or after
 //!   the Rust filter plugin (`guest/filter`, `in[i] ^ 0x5A`).
@@ -26,7 +30,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use resmem::{AccessMode, PointerOffset, View};
+use resmem::{AccessMode, Overflow, PointerOffset, Publisher, View};
 use resmem_e2e::{ChunkSpec, fill_pattern};
 use support::*;
 
@@ -43,6 +47,14 @@ const PY_HEADER: usize = 32;
 /// through several segments.
 const SIZES: &str = "1000,4096,65537,1048589,1500000";
 
+/// Sample sizes the native publisher sends a subscriber guest one at a time, then in a
+/// burst: growing from a first segment laid out for the first, so the memory adds segments
+/// while the subscriber is connected; one past a 1 MiB read piece, then several pieces.
+const PACED: [usize; 4] = [1000, 4096, 65_537, 1_048_589];
+const BURST: [usize; 4] = [1_500_000, 2_097_153, 3_000_000, 4_194_311];
+/// Seed of the first sample's pattern; sample `i` has seed `SAMPLE_SEED + i`.
+const SAMPLE_SEED: u64 = 60;
+
 // ---------------------------------------------------------------------------------------------
 // Building the components, once per test binary
 // ---------------------------------------------------------------------------------------------
@@ -58,7 +70,9 @@ enum Missing {
 
 struct Components {
     python: Result<PathBuf, Missing>,
+    python_subscriber: Result<PathBuf, Missing>,
     js_filter: Result<PathBuf, Missing>,
+    js_subscriber: Result<PathBuf, Missing>,
 }
 
 fn out_dir() -> PathBuf {
@@ -105,11 +119,16 @@ fn components() -> &'static Components {
     static BUILT: OnceLock<Components> = OnceLock::new();
     BUILT.get_or_init(|| {
         // The two builds are independent: run them side by side.
-        let js = std::thread::spawn(|| build("js", &["filter"]));
-        let python = build("python", &[]);
+        let js = std::thread::spawn(|| (build("js", &["filter"]), build("js", &["js-subscriber"])));
+        // One after the other: both set up the same virtualenv.
+        let python = build("python", &["stats"]);
+        let python_subscriber = build("python", &["subscriber"]);
+        let (js_filter, js_subscriber) = js.join().expect("the js build thread");
         Components {
             python,
-            js_filter: js.join().expect("the js build thread"),
+            python_subscriber,
+            js_filter,
+            js_subscriber,
         }
     })
 }
@@ -136,6 +155,31 @@ fn component(what: &str, built: &Result<PathBuf, Missing>) -> Option<PathBuf> {
 
 fn python() -> Option<PathBuf> {
     component("Python", &components().python)
+}
+
+/// A channel subscriber guest; the Python and the JavaScript one keep the same contract.
+struct SubscriberGuest {
+    component: PathBuf,
+    /// For failure messages.
+    what: &'static str,
+    /// How it prints the host's `does-not-exist` error.
+    does_not_exist: &'static str,
+}
+
+fn python_subscriber() -> Option<SubscriberGuest> {
+    Some(SubscriberGuest {
+        component: component("Python subscriber", &components().python_subscriber)?,
+        what: "python subscriber",
+        does_not_exist: "DoesNotExist",
+    })
+}
+
+fn js_subscriber() -> Option<SubscriberGuest> {
+    Some(SubscriberGuest {
+        component: component("JavaScript subscriber", &components().js_subscriber)?,
+        what: "javascript subscriber",
+        does_not_exist: "does-not-exist",
+    })
 }
 
 fn js_filter() -> Option<PathBuf> {
@@ -371,6 +415,133 @@ fn run_filter(
     args.extend(["--output".to_owned(), out.display().to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run(resmem(scope, &args), "resmem filter", GUEST_TIMEOUT)
+}
+
+/// A native publisher of `service` in the scope's namespace (the prefix `resmem run
+/// --namespace` gives the guest), its first segment laid out for four samples of `first`
+/// bytes; `send` waits for a full subscriber rather than drop a sample.
+fn native_publisher(scope: &Scope, service: &str, first: usize) -> Publisher {
+    Publisher::builder(service)
+        .config(&scope.config())
+        .overflow(Overflow::Block)
+        .max_chunk_layout_hint(layout(first))
+        .max_number_of_chunks_hint(4)
+        .create()
+        .unwrap_or_else(|e| panic!("a native publisher of {service:?}: {e:?}"))
+}
+
+/// A sample the native publisher sent.
+struct Sent {
+    offset: PointerOffset,
+    len: usize,
+    crc32: u32,
+}
+
+impl Sent {
+    /// Loans `len` bytes, fills them in place with the pattern of `seed` and sends them to
+    /// the one subscriber.
+    fn pattern(publisher: &Publisher, len: usize, seed: u64) -> Self {
+        let mut sample = publisher
+            .loan(layout(len))
+            .unwrap_or_else(|e| panic!("a loan of {len} bytes: {e:?}"));
+        fill_pattern(sample.payload_mut(), seed);
+        let sent = Self {
+            offset: sample.offset(),
+            len,
+            crc32: crc32(sample.payload()),
+        };
+        let delivered = sample
+            .send()
+            .unwrap_or_else(|e| panic!("sending {len} bytes: {e:?}"));
+        assert_eq!(
+            delivered, 1,
+            "the sample of {len} bytes reached one subscriber"
+        );
+        sent
+    }
+
+    /// A subscriber guest's line for it, as sample `index`.
+    fn line(&self, index: usize) -> String {
+        format!(
+            "sample {index} len={} crc32={:08x} segment={} offset={}",
+            self.len,
+            self.crc32,
+            self.offset.segment_id().value(),
+            self.offset.as_u64()
+        )
+    }
+}
+
+/// A subscriber guest's last line: `end <reason> samples=<n> bytes=<n> polls=<n>
+/// empty=<n>`.
+#[derive(Debug, PartialEq, Eq)]
+struct End {
+    reason: String,
+    samples: usize,
+    bytes: u64,
+    polls: usize,
+    empty: usize,
+}
+
+impl End {
+    fn parse(line: &str) -> Option<Self> {
+        let mut words = line.strip_prefix("end ")?.split(' ');
+        let reason = words.next()?.to_owned();
+        let mut field = |name: &str| -> Option<u64> {
+            words
+                .next()?
+                .strip_prefix(name)?
+                .strip_prefix('=')?
+                .parse()
+                .ok()
+        };
+        let end = Self {
+            reason,
+            samples: field("samples")? as usize,
+            bytes: field("bytes")?,
+            polls: field("polls")? as usize,
+            empty: field("empty")? as usize,
+        };
+        words.next().is_none().then_some(end)
+    }
+}
+
+/// `resmem run <subscriber component> -- <args>`; `extra` goes to `resmem run` itself.
+fn subscriber_command(
+    scope: &Scope,
+    guest: &SubscriberGuest,
+    extra: &[&str],
+    args: &[&str],
+) -> Command {
+    let component = guest.component.display().to_string();
+    let mut all = vec!["run"];
+    all.extend(extra);
+    all.extend([component.as_str(), "--"]);
+    all.extend(args);
+    resmem(scope, &all)
+}
+
+fn start_subscriber(scope: &Scope, guest: &SubscriberGuest, args: &[&str]) -> Peer {
+    Peer::spawn(subscriber_command(scope, guest, &[], args), guest.what)
+}
+
+/// Reads a subscriber guest's lines up to its `end` line, checking each `sample` line against
+/// `sent` from sample `first` on; returns how many `waiting` lines came and the end.
+fn subscriber_until_end(guest: &mut Peer, sent: &[Sent], first: usize) -> (usize, End) {
+    let mut index = first;
+    let mut waits = 0;
+    loop {
+        let line = guest.line(STEP);
+        if line == "waiting" {
+            waits += 1;
+        } else if let Some(end) = End::parse(&line) {
+            return (waits, end);
+        } else {
+            let expected = sent.get(index).map(|s| s.line(index));
+            assert_eq!(Some(line), expected, "sample {index}");
+            index += 1;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -642,5 +813,194 @@ fn resmem_filter_runs_the_rust_plugin() {
         bad.stderr
     );
     release(producer, "the native producer");
+    scope.assert_clean();
+}
+
+/// native → Python over a channel: the test process publishes samples of growing size (the
+/// memory adds segments while the subscriber is connected); the Python subscriber (`resmem
+/// run`, another process) waits in `wasi:io/poll.poll` on its subscriber's pollable and prints
+/// each sample's length, CRC-32 and offset, all checked against what was sent. One at a time
+/// first, each sent only after the guest said it waits in `poll`, so only a wake-up of the
+/// pollable can bring it; then a burst; then the publisher goes, which wakes the guest too
+/// (`disconnected`). It exits 0 and the namespace is empty.
+#[test]
+fn native_publisher_python_subscriber_woken_by_its_pollable() {
+    if let Some(guest) = python_subscriber() {
+        publisher_to_subscriber(&Scope::new("polysub"), &guest);
+    }
+}
+
+/// The same with the JavaScript subscriber (componentize-js).
+#[test]
+fn native_publisher_js_subscriber_woken_by_its_pollable() {
+    if let Some(guest) = js_subscriber() {
+        publisher_to_subscriber(&Scope::new("polyjssub"), &guest);
+    }
+}
+
+fn publisher_to_subscriber(scope: &Scope, subscriber: &SubscriberGuest) {
+    let publisher = native_publisher(scope, "frames", PACED[0]);
+    let segments_at_start = publisher.memory().number_of_active_segments();
+    let mut guest = start_subscriber(scope, subscriber, &["frames"]);
+    // The first line may wait for the component to compile.
+    assert_eq!(guest.line(GUEST_TIMEOUT), "subscribed frames");
+    assert_eq!(guest.line(STEP), "waiting");
+    assert_eq!(publisher.number_of_subscribers(), 1);
+    let mut waits = 1;
+    let mut sent = Vec::new();
+    for (i, &len) in PACED.iter().enumerate() {
+        sent.push(Sent::pattern(&publisher, len, SAMPLE_SEED + i as u64));
+        assert_eq!(guest.line(STEP), sent[i].line(i));
+        // Drained: `receive` found nothing more, and the guest polls again.
+        assert_eq!(guest.line(STEP), "waiting", "after sample {i}");
+        waits += 1;
+    }
+    for (j, &len) in BURST.iter().enumerate() {
+        let i = PACED.len() + j;
+        sent.push(Sent::pattern(&publisher, len, SAMPLE_SEED + i as u64));
+    }
+    let mut index = PACED.len();
+    while index < sent.len() {
+        let line = guest.line(STEP);
+        if line == "waiting" {
+            waits += 1;
+        } else {
+            assert_eq!(line, sent[index].line(index), "sample {index}");
+            index += 1;
+        }
+    }
+    assert_eq!(guest.line(STEP), "waiting", "after the burst");
+    waits += 1;
+
+    let segments: std::collections::BTreeSet<u8> =
+        sent.iter().map(|s| s.offset.segment_id().value()).collect();
+    assert!(
+        segments.len() >= 3,
+        "the samples grew the memory through {segments:?} only"
+    );
+    assert!(
+        publisher.memory().number_of_active_segments() > segments_at_start,
+        "no segment was added while the subscriber was connected"
+    );
+
+    // The publisher goes: the pollable is ready for that too.
+    drop(publisher);
+    let (more_waits, end) = subscriber_until_end(&mut guest, &sent, sent.len());
+    assert_eq!(more_waits, 0, "{end:?}");
+    let bytes: usize = PACED.iter().chain(&BURST).sum();
+    assert_eq!(
+        end,
+        End {
+            reason: "disconnected".into(),
+            samples: sent.len(),
+            bytes: bytes as u64,
+            polls: waits,
+            empty: 0,
+        }
+    );
+    let status = guest.wait(STEP);
+    assert!(status.success(), "{status:?}: {}", guest.stderr());
+    assert_eq!(guest.rest(), Vec::<String>::new());
+    scope.assert_clean();
+}
+
+/// The Python subscriber's other ends (and the JavaScript one's, below): it stops after
+/// `count` samples (exit 0; what it had not taken goes back to the publisher with its
+/// subscriber), reports a publisher that goes before `count` samples (exit 1), and the host's
+/// typed error for a service that does not exist or arguments it cannot use.
+#[test]
+fn python_subscriber_stops_at_its_count_or_reports_why_not() {
+    if let Some(guest) = python_subscriber() {
+        subscriber_ends(&Scope::new("polysubend"), &guest);
+    }
+}
+
+/// The same with the JavaScript subscriber.
+#[test]
+fn js_subscriber_stops_at_its_count_or_reports_why_not() {
+    if let Some(guest) = js_subscriber() {
+        subscriber_ends(&Scope::new("polyjssubend"), &guest);
+    }
+}
+
+fn subscriber_ends(scope: &Scope, subscriber: &SubscriberGuest) {
+    // `count` 2 of 3 samples sent.
+    let publisher = native_publisher(scope, "frames", 4096);
+    let mut guest = start_subscriber(scope, subscriber, &["frames", "2"]);
+    assert_eq!(guest.line(GUEST_TIMEOUT), "subscribed frames");
+    assert_eq!(guest.line(STEP), "waiting");
+    let sent: Vec<Sent> = (0..3)
+        .map(|i| Sent::pattern(&publisher, 4096 + 8 * i, SAMPLE_SEED + i as u64))
+        .collect();
+    let (waits, end) = subscriber_until_end(&mut guest, &sent, 0);
+    assert_eq!(
+        end,
+        End {
+            reason: "count".into(),
+            samples: 2,
+            bytes: 4096 + 4104,
+            polls: 1 + waits,
+            empty: 0,
+        }
+    );
+    let status = guest.wait(STEP);
+    assert!(status.success(), "{status:?}: {}", guest.stderr());
+    assert_eq!(
+        publisher.number_of_subscribers(),
+        0,
+        "the guest's subscriber is gone"
+    );
+    drop(publisher);
+    scope.assert_clean();
+
+    // `count` 5, but the publisher goes after one sample.
+    let publisher = native_publisher(scope, "frames", 1000);
+    let mut guest = start_subscriber(scope, subscriber, &["frames", "5"]);
+    assert_eq!(guest.line(GUEST_TIMEOUT), "subscribed frames");
+    assert_eq!(guest.line(STEP), "waiting");
+    let sent = [Sent::pattern(&publisher, 1000, SAMPLE_SEED)];
+    assert_eq!(guest.line(STEP), sent[0].line(0));
+    assert_eq!(guest.line(STEP), "waiting");
+    drop(publisher);
+    assert_eq!(
+        End::parse(&guest.line(STEP)),
+        Some(End {
+            reason: "disconnected".into(),
+            samples: 1,
+            bytes: 1000,
+            polls: 2,
+            empty: 0,
+        })
+    );
+    let status = guest.wait(STEP);
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let stderr = guest.stderr_at_exit();
+    assert!(
+        stderr.contains("subscriber: disconnected after 1 of 5 samples"),
+        "{stderr}"
+    );
+    scope.assert_clean();
+
+    // No such service (the host stops waiting for it after 200 ms), and bad arguments.
+    let quota = ["--quota", "open-timeout-ms=200"];
+    let missing = format!("subscriber: {}", subscriber.does_not_exist);
+    let cases: [(&[&str], &str); 3] = [
+        (&["nothing"], &missing),
+        (
+            &["frames", "many"],
+            "subscriber: count 'many' is not a number",
+        ),
+        (&[], "subscriber: usage: subscriber <service> [count]"),
+    ];
+    for (args, expected) in cases {
+        let command = subscriber_command(scope, subscriber, &quota, args);
+        let outcome = run(command, subscriber.what, GUEST_TIMEOUT);
+        assert_eq!(outcome.code(), Some(1), "{args:?}: {outcome:?}");
+        assert!(
+            outcome.stderr.contains(expected),
+            "{args:?}: expected {expected:?} in {}",
+            outcome.stderr
+        );
+    }
     scope.assert_clean();
 }

@@ -271,6 +271,16 @@ impl Peer {
         self.wait(STEP)
     }
 
+    /// Everything the child wrote to stderr, once it exited (call [`Peer::wait`] first): the
+    /// stderr thread ends at end of file, right after the exit; this gives it a moment.
+    pub fn stderr_at_exit(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Arc::strong_count(&self.stderr) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.stderr()
+    }
+
     /// Remaining stdout lines after the child exited.
     pub fn rest(&mut self) -> Vec<String> {
         let mut rest = Vec::new();
@@ -326,15 +336,10 @@ pub fn run(command: Command, what: &str, timeout: Duration) -> Outcome {
     peer.close_stdin();
     let status = peer.wait(timeout);
     let stdout = peer.rest().join("\n");
-    // The stderr thread ends at end of file, right after the exit; give it a moment.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Arc::strong_count(&peer.stderr) > 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
     Outcome {
         status,
         stdout,
-        stderr: peer.stderr(),
+        stderr: peer.stderr_at_exit(),
     }
 }
 

@@ -1,11 +1,22 @@
 //! Fuzz guest: `fuzz <seed> [ops]` makes a seeded random sequence of valid and hostile calls
-//! of `resizable-memory` (default 1500) and checks every answer against its own model of its
-//! memories, chunks (with their contents), views and registrations. Hostile calls must fail
-//! with the error the contract names; valid ones must succeed and return exactly the bytes
-//! the model holds. Prints `seed <seed>: <summary>` and exits 0, or prints the first
-//! violation on stderr and exits 1.
+//! of `resizable-memory` and `channel` (default 1500) and checks every answer against its own
+//! model of its memories, chunks (with their contents), views and registrations, and of its
+//! publishers, loans, subscribers, queued and held samples (see `channel.rs`). Hostile calls
+//! must fail with the error the contract names; valid ones must succeed and return exactly the
+//! bytes the model holds. Prints `seed <seed>: <summary>` and exits 0, or prints the first
+//! violation on stderr and exits 1. The summary is
 //!
-//! Names start with `fz<seed>-`, so guests with different seeds can share a namespace.
+//! ```text
+//! seed <seed>: <ops> ops, <calls> calls, peak <n> chunks; <memory outcome>=<count> ...;
+//!   channel: <calls> calls, <n> sent, <n> delivered, <n> received, <n> dropped, <n> missed,
+//!   <n> disconnected, <n> polls, peak <n> loans; <channel outcome>=<count> ...
+//! ```
+//!
+//! (one line; `calls` counts both parts, outcomes are `ok` or WIT error names). The channel
+//! part expects the host's default channel quotas.
+//!
+//! Memory names start with `fz<seed>-`, service names with `fc<seed>-`, so guests with
+//! different seeds can share a namespace.
 //!
 //! `fuzz churn <name> <seed> <ops>` is the stress mode: it creates memory `name`, allocates
 //! four pinned chunks filled with `resmem_guest::pattern` (seeds `seed..seed + 4`), prints
@@ -13,6 +24,8 @@
 //! other chunks `ops` times (checking their contents and that no chunk overlaps another live
 //! one), re-checking the pinned chunks as it goes, prints `churned <summary>` and waits for a
 //! line on stdin before it exits (peers verify the pinned chunks meanwhile).
+
+mod channel;
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::exit;
@@ -57,14 +70,28 @@ fn main() {
         fuzz.check_model();
     }
     fuzz.teardown();
-    let mut counts: Vec<_> = fuzz.outcomes.iter().collect();
-    counts.sort();
-    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let outcomes = |map: &BTreeMap<&str, u64>| {
+        let counts: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        counts.join(" ")
+    };
+    let s = &fuzz.ch.stats;
     println!(
-        "seed {seed}: {ops} ops, {} calls, peak {} chunks; {}",
+        "seed {seed}: {ops} ops, {} calls, peak {} chunks; {}; channel: {} calls, {} sent, \
+         {} delivered, {} received, {} dropped, {} missed, {} disconnected, {} polls, \
+         peak {} loans; {}",
         fuzz.calls,
         fuzz.peak_chunks,
-        summary.join(" ")
+        outcomes(&fuzz.outcomes),
+        fuzz.channel_calls,
+        s.sent,
+        s.delivered,
+        s.received,
+        s.dropped,
+        s.missed,
+        s.disconnected,
+        s.polls,
+        s.peak_loans,
+        outcomes(&fuzz.channel_outcomes),
     );
 }
 
@@ -129,8 +156,20 @@ struct Fuzz {
     next_name: u64,
     memories: Vec<MemoryModel>,
     views: Vec<ViewModel>,
-    /// Outcome name → count, for the summary.
+    /// Outcome name → count of the memory calls, for the summary.
     outcomes: BTreeMap<&'static str, u64>,
+    /// Which part the calls being made belong to.
+    part: Part,
+    ch: channel::Channels,
+    channel_calls: u64,
+    /// Outcome name → count of the channel calls.
+    channel_outcomes: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Memory,
+    Channel,
 }
 
 fn pack(o: PointerOffset) -> u64 {
@@ -174,6 +213,10 @@ impl Fuzz {
             memories: Vec::new(),
             views: Vec::new(),
             outcomes: BTreeMap::new(),
+            part: Part::Memory,
+            ch: channel::Channels::default(),
+            channel_calls: 0,
+            channel_outcomes: BTreeMap::new(),
         }
     }
 
@@ -189,7 +232,14 @@ impl Fuzz {
             Ok(_) => "ok",
             Err(e) => name_of(e),
         };
-        *self.outcomes.entry(key).or_default() += 1;
+        let outcomes = match self.part {
+            Part::Memory => &mut self.outcomes,
+            Part::Channel => {
+                self.channel_calls += 1;
+                &mut self.channel_outcomes
+            }
+        };
+        *outcomes.entry(key).or_default() += 1;
         result
     }
 
@@ -219,8 +269,14 @@ impl Fuzz {
         self.memories.iter().map(|m| m.chunks.len()).sum()
     }
 
-    /// One random call.
+    /// One random call: of the channel part a little less than half of the time.
     fn one(&mut self) {
+        if self.rng.chance(45) {
+            self.part = Part::Channel;
+            self.channel_one();
+            self.part = Part::Memory;
+            return;
+        }
         match self.rng.below(100) {
             0..=5 => self.create(),
             6..=7 => self.drop_memory(),
@@ -911,6 +967,9 @@ impl Fuzz {
 
     /// Cross-checks the model against what the host reports.
     fn check_model(&mut self) {
+        self.part = Part::Channel;
+        self.check_channels();
+        self.part = Part::Memory;
         for m in 0..self.memories.len() {
             let segments = self.memories[m].raw.number_of_active_segments();
             if segments == 0 || segments > 256 {
@@ -936,8 +995,12 @@ impl Fuzz {
         }
     }
 
-    /// Unregisters, drops views and memories, and checks nothing of ours is left.
+    /// Tears the channels down (see `channel_teardown`), unregisters, drops views and
+    /// memories, and checks nothing of ours is left.
     fn teardown(&mut self) {
+        self.part = Part::Channel;
+        self.channel_teardown();
+        self.part = Part::Memory;
         for view in &mut self.views {
             for (&packed, &count) in &view.registered {
                 for _ in 0..count {

@@ -2,9 +2,12 @@
 //! objects with their own mappings): delivery, release, growth, limits, overflow policies.
 
 use std::alloc::Layout;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use resmem::{ChannelError, Config, Overflow, Publisher, Subscriber};
+use resmem::{
+    AllocError, ByteBudget, ChannelError, Config, Overflow, Publisher, SegmentBudget, Subscriber,
+};
 
 fn config(test: &str) -> Config {
     Config::default().prefix(&format!("rmch{}_{test}_", std::process::id()))
@@ -156,6 +159,36 @@ fn limits_are_typed_errors() {
     let again = Subscriber::builder("svc").config(&config).open().unwrap();
     assert_eq!(publisher.number_of_subscribers(), 1);
     drop(again);
+}
+
+/// The memory's hints fail as a plain memory's do: aligned beyond a page is `InvalidHint`, a
+/// first segment beyond the budget is the allocation's `QuotaExceeded` (not an internal
+/// error), and nothing of the service is left.
+#[test]
+fn memory_hints_fail_as_for_a_plain_memory() {
+    let config = config("hints");
+    let aligned = Publisher::builder("svc")
+        .config(&config)
+        .max_chunk_layout_hint(Layout::from_size_align(64, 1 << 20).unwrap())
+        .create();
+    assert_eq!(aligned.err(), Some(ChannelError::InvalidHint));
+    let budget = Arc::new(ByteBudget::new(1 << 20));
+    let over = Publisher::builder("svc")
+        .config(&config)
+        .max_chunk_layout_hint(Layout::from_size_align(1 << 20, 8).unwrap())
+        .max_number_of_chunks_hint(4)
+        .budget(Arc::clone(&budget) as Arc<dyn SegmentBudget>)
+        .create();
+    assert_eq!(
+        over.err(),
+        Some(ChannelError::Alloc(AllocError::QuotaExceeded))
+    );
+    assert_eq!(budget.used(), 0);
+    assert_eq!(resmem::list(&config).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        Subscriber::builder("svc").config(&config).open().err(),
+        Some(ChannelError::DoesNotExist)
+    );
 }
 
 #[test]

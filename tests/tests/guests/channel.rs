@@ -434,6 +434,36 @@ fn channel_quotas_limits_and_checks_through_the_host() {
     }
     HostPublisher::discard(st, pb(), held).unwrap().unwrap();
     HostPublisher::drop(st, p).unwrap();
+
+    // The memory hint is judged as `memory.create` judges it: an alignment above the page
+    // size is `invalid-layout`, a first segment beyond the shared-memory quota
+    // `quota-exceeded` (neither a channel-configuration error nor `io`), and nothing is left.
+    let mut aligned = channel_config(1, 1);
+    aligned.memory.max_chunk_layout_hint = WitLayout {
+        size: 64,
+        align: 1 << 20,
+    };
+    let refused = HostPublisher::create(st, "d".into(), aligned).unwrap();
+    assert!(
+        matches!(refused, Err(WitError::InvalidLayout(_))),
+        "{refused:?}"
+    );
+    let mut huge = channel_config(1, 1);
+    huge.memory.max_chunk_layout_hint = WitLayout {
+        size: 1 << 20,
+        align: 8,
+    };
+    huge.memory.max_number_of_chunks_hint = 4096;
+    let refused = HostPublisher::create(st, "d".into(), huge).unwrap();
+    assert!(
+        matches!(refused, Err(WitError::QuotaExceeded(_))),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        HostSubscriber::open(st, "d".into(), 0).unwrap(),
+        Err(WitError::DoesNotExist)
+    ));
+    assert_eq!(st.usage(), resmem_host::Usage::default());
     drop(state);
     assert_empty(&scope);
 }

@@ -36,6 +36,8 @@ pub(crate) fn channel_error(e: ChannelError) -> Error {
         ChannelError::InvalidConfig(why) => {
             Error::QuotaExceeded(format!("invalid channel configuration: {why}"))
         }
+        // The memory's hint: the error `memory.create` gives for the same hint.
+        ChannelError::InvalidHint => crate::convert::create_error(resmem::CreateError::InvalidHint),
         ChannelError::InvalidLength { len, capacity } => {
             Error::InvalidLayout(format!("length {len} exceeds the loan's {capacity} bytes"))
         }

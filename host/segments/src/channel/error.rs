@@ -43,6 +43,11 @@ pub enum ChannelError {
     /// A builder value is out of range (the text says which).
     #[error("invalid channel configuration: {0}")]
     InvalidConfig(&'static str),
+    /// The memory's chunk layout or chunk-count hint cannot be met (alignment above the page
+    /// size, or a first segment larger than the supported maximum), as
+    /// [`CreateError::InvalidHint`] for a plain memory.
+    #[error("the chunk layout or chunk count hint is too large or too aligned")]
+    InvalidHint,
     /// `SampleMut::set_len` asked for more bytes than were loaned; the sample was not sent.
     #[error("sample length {len} exceeds the loaned {capacity} bytes")]
     InvalidLength {
@@ -90,7 +95,9 @@ impl From<CreateError> for ChannelError {
             CreateError::InvalidName => Self::InvalidName,
             CreateError::AlreadyExists => Self::AlreadyExists,
             CreateError::InsufficientPermissions => Self::InsufficientPermissions,
-            CreateError::InvalidHint => Self::InvalidConfig("chunk layout or number hint"),
+            CreateError::InvalidHint => Self::InvalidHint,
+            // The first segment exceeds the memory's budget, as a later one would.
+            CreateError::QuotaExceeded => Self::Alloc(AllocError::QuotaExceeded),
             other => Self::InternalError(format!("creating the memory: {other}")),
         }
     }

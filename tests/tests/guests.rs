@@ -1622,7 +1622,17 @@ mod every_guest {
         let end = run(
             host,
             &load(host, resmem_guests::BENCH_WASM),
-            &["bench", "0.0001", "1", "noop", "pair-64"],
+            &[
+                "bench",
+                "0.0001",
+                "1",
+                "noop",
+                "pair-64",
+                "wall-clock",
+                "chan-receive-empty",
+                "chan-cycle-64",
+                "chan-cycle-map-64",
+            ],
         );
         assert_eq!(end.outcome, RunOutcome::Exited(0), "{end:?}");
         let names: Vec<&str> = end
@@ -1636,7 +1646,18 @@ mod every_guest {
                 },
             )
             .collect();
-        assert_eq!(names, ["noop", "pair-64", "done"]);
+        assert_eq!(
+            names,
+            [
+                "noop",
+                "wall-clock",
+                "chan-receive-empty",
+                "chan-cycle-64",
+                "chan-cycle-map-64",
+                "pair-64",
+                "done"
+            ]
+        );
     }
 
     pub fn consumer(host: &Arc<GuestHost>) {

@@ -16,6 +16,20 @@
 //! - `first-map`: `map` of a chunk whose segment is not in the window yet (a fresh memory per
 //!   sample; only the `map` call is timed; 64 KiB chunk).
 //!
+//!
+//! Named only (not run by default), the channel costs, one guest being publisher and
+//! subscriber of one service `bench-chan`:
+//!
+//! - `wall-clock`: one `wasi:clocks/wall-clock.now` (what the echo below stamps with);
+//! - `chan-receive-empty`: `subscriber.receive` with nothing queued (one turn of a spinning
+//!   receiver);
+//! - `chan-cycle-64` / `chan-cycle-map-64`: loan 64 B, write, send, receive, read every byte,
+//!   release, by copy (`write`/`read`) or in place (`map`): the native channel bench's
+//!   single-thread cycle.
+//!
+//! `bench echo <in> <out> <size> copy|map spin|poll` is the guest peer of the guest-channel
+//! bench instead (see `channel.rs`).
+//!
 //! Each workload runs untimed once as warm-up, then `samples` times (default 15) a loop whose
 //! length is the workload's base count times `scale` (default 1.0). Prints one line per
 //! workload, `bench <name> <median ns per op>`, then `done`. Naming workloads runs only those
@@ -26,6 +40,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use resmem_guest::{AllocationStrategy, Layout, Memory, MemoryConfig};
+
+mod channel;
 
 resmem_guest::wit_bindgen::generate!({
     world: "bench",
@@ -48,8 +64,21 @@ const SIZES: [u64; 4] = [64, 4096, 1 << 20, 64 << 20];
 /// The window sizes.
 const WINDOW_SIZES: [u64; 3] = [4096, 1 << 20, 64 << 20];
 
+/// Workloads that run only when named.
+const NAMED_ONLY: [&str; 4] = [
+    "wall-clock",
+    "chan-receive-empty",
+    "chan-cycle-64",
+    "chan-cycle-map-64",
+];
+
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(("echo", rest)) = all.split_first().map(|(a, rest)| (a.as_str(), rest)) {
+        channel::echo(rest);
+        return;
+    }
+    let mut args = all.into_iter();
     let scale: f64 = args
         .next()
         .map_or(1.0, |s| s.parse().expect("scale: a number"));
@@ -62,7 +91,8 @@ fn main() {
     );
     let only: Vec<String> = args.collect();
     let iters = |base: u64| ((base as f64 * scale) as u64).max(1);
-    let selected = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let named = |name: &str| only.iter().any(|o| o == name);
+    let selected = |name: &str| (only.is_empty() && !NAMED_ONLY.contains(&name)) || named(name);
     let report = |name: &str, iters: u64, op: &mut dyn FnMut()| {
         if selected(name) {
             measure(name, samples, iters, op);
@@ -70,6 +100,19 @@ fn main() {
     };
 
     report("noop", iters(200_000), &mut noop);
+    report("wall-clock", iters(200_000), &mut || {
+        black_box(channel::now_ns());
+    });
+    if NAMED_ONLY[1..].iter().any(|name| named(name)) {
+        let mut local = channel::Local::new("bench-chan");
+        report("chan-receive-empty", iters(200_000), &mut || {
+            local.receive_nothing()
+        });
+        report("chan-cycle-64", iters(20_000), &mut || local.cycle(false));
+        report("chan-cycle-map-64", iters(20_000), &mut || {
+            local.cycle(true)
+        });
+    }
 
     // Segment 0 holds 1024 chunks of 64 B, like the native bench's memory.
     let pairs = Memory::create(

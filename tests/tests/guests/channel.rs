@@ -540,3 +540,80 @@ fn a_hostile_publisher_cannot_hurt_a_guest_subscriber() {
     drop(state);
     assert_empty(&scope);
 }
+
+/// The bench guest's echo (the peer of `cargo bench -p resmem-host --bench guest_channel`)
+/// answers every native message with the same sequence number, every byte read and written,
+/// by copy and in place, spinning and asleep in `wasi:io/poll`, and stamps each message.
+#[test]
+fn bench_guest_echoes_native_messages_by_copy_and_in_place() {
+    const QUIT: u64 = u64::MAX;
+    // The native channel bench's format: every byte the sequence number's low byte, the
+    // first 8 bytes the whole number.
+    fn message(size: usize, seq: u64) -> Vec<u8> {
+        let mut buf = vec![seq as u8; size];
+        buf[..8].copy_from_slice(&seq.to_le_bytes());
+        buf
+    }
+    for (size, access, wait) in [
+        (64, "copy", "spin"),
+        (64, "map", "poll"),
+        (MIB + 3, "copy", "poll"),
+        (MIB + 3, "map", "spin"),
+    ] {
+        let scope = Scope::new(&format!("gbe{access}{wait}"));
+        let host = host(&scope);
+        let config = scope.config();
+        let ping = Publisher::builder("ping")
+            .config(&config)
+            .max_chunk_layout_hint(std::alloc::Layout::from_size_align(size, 8).unwrap())
+            .create()
+            .expect("a native publisher");
+        let size_arg = size.to_string();
+        let mut guest = Running::start(
+            &host,
+            &load(&host, resmem_guests::BENCH_WASM),
+            &["bench", "echo", "ping", "pong", &size_arg, access, wait],
+        );
+        assert!(guest.until_ready().is_empty());
+        let pong = resmem::Subscriber::builder("pong")
+            .config(&config)
+            .timeout(STEP)
+            .open()
+            .expect("subscribe to the guest");
+        wait_subscribers(&ping, 1);
+        let count = 20u64;
+        for seq in (0..count).chain([QUIT]) {
+            assert_eq!(ping.send_copy(&message(size, seq)).expect("send"), 1);
+            let answer = pong
+                .receive_timeout(STEP)
+                .expect("receive")
+                .expect("an answer within a step");
+            assert!(
+                answer.payload() == message(size, seq),
+                "answer {seq} ({access}, {wait})"
+            );
+        }
+        drop(pong);
+        let end = guest.finish();
+        assert_eq!(end.outcome, RunOutcome::Exited(0), "{end:?}");
+        let (done, stamps) = end.stdout.split_last().expect("output");
+        assert_eq!(done, "done");
+        let stamps: Vec<u64> = stamps
+            .iter()
+            .flat_map(|line| {
+                line.strip_prefix("stamps ")
+                    .unwrap_or_else(|| panic!("{line:?}"))
+                    .split(' ')
+                    .map(|s| s.parse::<u64>().expect("a stamp"))
+            })
+            .collect();
+        assert_eq!(stamps.len() as u64, count + 1);
+        // Wall-clock nanoseconds (after 2017).
+        assert!(
+            stamps.iter().all(|&ns| ns > 1_500_000_000_000_000_000),
+            "{stamps:?}"
+        );
+        drop(ping);
+        assert_empty(&scope);
+    }
+}

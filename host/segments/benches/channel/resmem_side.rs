@@ -5,6 +5,9 @@
 //! so no second service is needed. Settings are the channel defaults (buffer 16, drop the
 //! oldest) with `max_chunk_layout_hint` sized for the payload. Every run uses its own prefix
 //! (`rmchr<pid>_`).
+//!
+//! The guest-channel bench (host/runtime/benches/guest_channel) compiles this file in too: its
+//! guest rows measure from [`parent_ends`] against a guest that echoes in this format.
 
 use std::alloc::Layout;
 use std::time::{Duration, Instant};
@@ -23,7 +26,7 @@ pub fn shm_prefix(run: u32) -> String {
     format!("rmchr{run}_")
 }
 
-fn config(run: u32) -> Config {
+pub fn config(run: u32) -> Config {
     Config::default().prefix(&shm_prefix(run))
 }
 
@@ -31,7 +34,7 @@ fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, ALIGN).expect("valid payload layout")
 }
 
-fn name(direction: &str, tag: &str) -> String {
+pub fn name(direction: &str, tag: &str) -> String {
     format!("{direction}_{tag}")
 }
 
@@ -57,7 +60,7 @@ fn spinning_subscriber(config: &Config, name: &str, spin_us: u64) -> Subscriber 
 }
 
 /// One process's ends: publisher of the outgoing service, subscriber of the incoming one.
-struct Ends {
+pub struct Ends {
     publisher: Publisher,
     subscriber: Subscriber,
     blocking: bool,
@@ -65,7 +68,7 @@ struct Ends {
 }
 
 impl Ends {
-    fn send(&self, seq: u64) {
+    pub fn send(&self, seq: u64) {
         let mut sample = self
             .publisher
             .loan(layout(self.out_size))
@@ -92,14 +95,14 @@ impl Ends {
     }
 
     /// Receives one message, reads every byte and releases it; returns its sequence number.
-    fn receive_seq(&self) -> u64 {
+    pub fn receive_seq(&self) -> u64 {
         check(self.receive().payload())
     }
 }
 
 /// The measuring process's ends: its publisher exists before the peer starts, its subscriber
 /// opens the peer's publisher once the peer is ready.
-fn parent_ends(job: &Job, out_size: usize) -> (Ends, Peer) {
+pub fn parent_ends(job: &Job, out_size: usize) -> (Ends, Peer) {
     let config = config(job.run);
     let publisher = publisher(&config, &name("a2b", &job.tag), out_size);
     let peer = Peer::spawn(job);
@@ -118,7 +121,7 @@ fn parent_ends(job: &Job, out_size: usize) -> (Ends, Peer) {
     (ends, peer)
 }
 
-fn child_ends(job: &Job) -> Ends {
+pub fn child_ends(job: &Job) -> Ends {
     let config = config(job.run);
     let publisher = publisher(&config, &name("b2a", &job.tag), job.size);
     let subscriber = spinning_subscriber(&config, &name("a2b", &job.tag), job.spin_us);

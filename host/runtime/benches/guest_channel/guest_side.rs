@@ -24,12 +24,13 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::cli::OutputFile;
 
 use crate::harness::{self, Job, Peer, QUIT};
-use crate::resmem_side;
+use crate::{iceoryx2_side, resmem_side};
 
 /// The peer side of a guest row.
 pub const GUEST: &str = "guest";
-/// The peer side of the native calibration row.
+/// The peer sides of the native calibration rows (resmem and iceoryx2).
 pub const NATIVE: &str = "stamped";
+pub const NATIVE_ICEORYX2: &str = "stamped-iceoryx2";
 
 /// Compiled components are cached beside the bench's other build outputs: every peer process
 /// loads the component the measuring process compiled.
@@ -76,10 +77,45 @@ impl Legs {
     }
 }
 
+/// A measuring side's ends (both channels' bench `Ends`).
+pub trait Echo {
+    fn send(&self, seq: u64);
+    fn receive_seq(&self) -> u64;
+}
+
+impl Echo for resmem_side::Ends {
+    fn send(&self, seq: u64) {
+        resmem_side::Ends::send(self, seq)
+    }
+    fn receive_seq(&self) -> u64 {
+        resmem_side::Ends::receive_seq(self)
+    }
+}
+
+impl Echo for iceoryx2_side::Ends {
+    fn send(&self, seq: u64) {
+        iceoryx2_side::Ends::send(self, seq)
+    }
+    fn receive_seq(&self) -> u64 {
+        iceoryx2_side::Ends::receive_seq(self)
+    }
+}
+
 /// `samples` samples of `iters` round trips of `size`-byte messages with the peer of `job`
-/// (after `min(iters, 1000)` untimed ones), stamped on both sides.
+/// (after `min(iters, 1000)` untimed ones), stamped on both sides; the measuring side is
+/// resmem's, but for the iceoryx2 calibration peer.
 pub fn pingpong(job: &Job, size: usize, iters: u64, samples: usize) -> Legs {
-    let (ends, mut peer) = resmem_side::parent_ends(job, size);
+    if job.side == NATIVE_ICEORYX2 {
+        let node = iceoryx2_side::node(job.run);
+        let ends = iceoryx2_side::Ends::new(&node, job, "a2b", size, "b2a");
+        let peer = Peer::spawn(job);
+        return stamped(&ends, peer, iters, samples);
+    }
+    let (ends, peer) = resmem_side::parent_ends(job, size);
+    stamped(&ends, peer, iters, samples)
+}
+
+fn stamped(ends: &impl Echo, mut peer: Peer, iters: u64, samples: usize) -> Legs {
     let warm = iters.min(1000) as usize;
     let total = warm + iters as usize * samples;
     // ours[i]: before sending message i; ours[total]: after the last answer.
@@ -99,7 +135,8 @@ pub fn pingpong(job: &Job, size: usize, iters: u64, samples: usize) -> Legs {
         total + 1,
         "the peer stamped another number of messages"
     );
-    let leg = |to: u64, from: u64| to as f64 - from as f64;
+    // In integers first: an f64 holds today's wall-clock nanoseconds only to 256 ns.
+    let leg = |to: u64, from: u64| to.wrapping_sub(from) as i64 as f64;
     let mut legs = Legs::default();
     let n = iters as usize;
     for sample in 0..samples {
@@ -140,9 +177,19 @@ fn print_stamps(stamps: &[u64]) {
     harness::say("done");
 }
 
-/// Peer `stamped`: the guest's echo in native code (the calibration of the stamps).
+/// Peers `stamped` and `stamped-iceoryx2`: the guest's echo in native code on either
+/// channel (the calibration of the stamps, and the anchor of single messages).
 pub fn native_child(job: &Job) {
-    let ends = resmem_side::child_ends(job);
+    if job.side == NATIVE_ICEORYX2 {
+        let node = iceoryx2_side::node(job.run);
+        let ends = iceoryx2_side::Ends::new(&node, job, "b2a", job.size, "a2b");
+        echo_stamped(&ends);
+    } else {
+        echo_stamped(&resmem_side::child_ends(job));
+    }
+}
+
+fn echo_stamped(ends: &impl Echo) {
     harness::say("ready");
     let mut stamps = Vec::new();
     loop {
@@ -153,7 +200,6 @@ pub fn native_child(job: &Job) {
             break;
         }
     }
-    drop(ends);
     print_stamps(&stamps);
 }
 

@@ -22,10 +22,13 @@
 //!   `map`). Both sides stamp each message with the wall clock, so every round trip splits
 //!   into its native → guest and guest → native legs (see `guest_side.rs`); a row's figure
 //!   is the median over samples of the sample's mean leg, which is comparable with RTT/2 (the
-//!   two legs' means add up to the round trip). The same stamped echo in native code is the
-//!   calibration row.
+//!   two legs' means add up to the round trip). The same stamped echo in native code, on
+//!   resmem and on iceoryx2, gives the calibration rows.
 //!
-//! Goal (issue 12): guest → native 64 B latency <= iceoryx2's native 64 B latency + 1 µs.
+//! Goal (issue 12): guest → native 64 B latency <= iceoryx2's native 64 B latency + 1 µs,
+//! checked on the medians (against iceoryx2's RTT/2) and on single messages (the legs' p50
+//! against iceoryx2's stamped leg p50): on a busy machine a preempted sample's mean is worth
+//! little, the p50 of single messages much more.
 
 #[path = "../../../segments/benches/channel/harness.rs"]
 #[allow(dead_code)]
@@ -86,6 +89,9 @@ struct Row {
     anchor: f64,
     /// Goal rows: the largest median that meets it.
     limit: Option<f64>,
+    /// Goal rows, on single messages: iceoryx2's stamped p50 and the largest p50 that meets
+    /// the goal.
+    limit_p50: Option<(f64, f64)>,
 }
 
 impl Row {
@@ -99,6 +105,7 @@ impl Row {
             each: percentiles(each),
             anchor: f64::NAN,
             limit: None,
+            limit_p50: None,
         }
     }
 }
@@ -191,6 +198,7 @@ struct Gathered {
     iceoryx2_blocking: Vec<f64>,
     resmem_blocking: Vec<f64>,
     calibration: Legs,
+    calibration_iceoryx2: Legs,
     guest: [Legs; 4],
 }
 
@@ -212,6 +220,9 @@ fn measure_size(size: &Size, notes: &mut Vec<String>) -> Vec<Row> {
             got.resmem_blocking
                 .extend(resmem_side::pingpong(true, 0, bytes, 2_000, per_round));
         }
+        let job = Job::new(guest_side::NATIVE_ICEORYX2, "echo", false, bytes, 0);
+        got.calibration_iceoryx2
+            .extend(guest_side::pingpong(&job, bytes, iters, per_round));
         let job = Job::new(guest_side::NATIVE, "echo", false, bytes, 0);
         got.calibration
             .extend(guest_side::pingpong(&job, bytes, iters, per_round));
@@ -251,6 +262,12 @@ fn measure_size(size: &Size, notes: &mut Vec<String>) -> Vec<Row> {
             &[],
         ));
     }
+    let ice = &got.calibration_iceoryx2;
+    let anchor_each = rows_push_leg(
+        &mut rows,
+        format!("{label} iceoryx2 native → native, stamped echo, one leg"),
+        ice,
+    );
     let cal = &got.calibration;
     rows.push(Row::new(
         format!("{label} resmem native → native, stamped echo"),
@@ -258,19 +275,24 @@ fn measure_size(size: &Size, notes: &mut Vec<String>) -> Vec<Row> {
         &cal.half,
         &[],
     ));
-    rows.push(Row::new(
+    rows_push_leg(
+        &mut rows,
         format!("{label} resmem native → native, stamped echo, one leg"),
-        "stamped",
-        &cal.out,
-        &cal.out_each,
-    ));
-    notes.push(format!(
-        "{label} calibration: the native stamped echo's legs {} (out) and {} (back) against \
-         its RTT/2 {}: stamping adds one clock read per message on each side",
-        show(median(&cal.out)),
-        show(median(&cal.back)),
-        show(median(&cal.half))
-    ));
+        cal,
+    );
+    for (name, legs, plain) in [
+        ("iceoryx2", ice, &got.iceoryx2),
+        ("resmem", cal, &got.resmem),
+    ] {
+        notes.push(format!(
+            "{label} calibration, {name}: the stamped echo's legs {} (out) and {} (back), its \
+             RTT/2 {}, the plain RTT/2 {}: stamping adds one clock read per message on each side",
+            show(median(&legs.out)),
+            show(median(&legs.back)),
+            show(median(&legs.half)),
+            show(median(plain))
+        ));
+    }
     for (mode, legs) in Mode::ALL.iter().zip(&got.guest) {
         let mut to_native = Row::new(
             format!(
@@ -284,6 +306,7 @@ fn measure_size(size: &Size, notes: &mut Vec<String>) -> Vec<Row> {
         );
         if small {
             to_native.limit = Some(median(&got.iceoryx2) + GOAL_NS);
+            to_native.limit_p50 = anchor_each.map(|p50| (p50, p50 + GOAL_NS));
         }
         rows.push(to_native);
         rows.push(Row::new(
@@ -313,6 +336,14 @@ fn measure_size(size: &Size, notes: &mut Vec<String>) -> Vec<Row> {
         row.anchor = anchor;
     }
     rows
+}
+
+/// Pushes the out leg of a native stamped echo; returns its single messages' p50.
+fn rows_push_leg(rows: &mut Vec<Row>, name: String, legs: &Legs) -> Option<f64> {
+    let row = Row::new(name, "stamped", &legs.out, &legs.out_each);
+    let p50 = row.each.map(|(p50, _)| p50);
+    rows.push(row);
+    p50
 }
 
 /// The guest's channel calls in one thread, against the same cycle natively: where a guest
@@ -379,9 +410,10 @@ fn measure_local(run: u32) -> Vec<(String, f64, Option<f64>)> {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "\n| workload | method | iceoryx2 anchor | median | 1 msg: p50 | p99 | ratio | goal | met |"
+        "\n| workload | method | iceoryx2 anchor | median | 1 msg: p50 | p99 | ratio | goal | met | \
+         met on 1-msg p50 |"
     );
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |");
     for r in rows {
         let (goal, met) = match r.limit {
             Some(limit) => (
@@ -394,13 +426,21 @@ fn print_table(rows: &[Row]) {
             ),
             None => ("-".to_string(), "-"),
         };
+        let met_p50 = match (r.limit_p50, r.each) {
+            (Some((anchor, limit)), Some((p50, _))) => format!(
+                "{} (<= {} + 1 µs)",
+                if p50 <= limit { "PASS" } else { "**MISS**" },
+                show(anchor)
+            ),
+            _ => "-".to_string(),
+        };
         let (p50, p99) = r
             .each
             .map_or(("-".to_string(), "-".to_string()), |(p50, p99)| {
                 (show(p50), show(p99))
             });
         println!(
-            "| {} | {} | {} | {} | {p50} | {p99} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {} | {p50} | {p99} | {:.2} | {} | {} | {met_p50} |",
             r.name,
             r.method,
             show(r.anchor),
@@ -452,7 +492,7 @@ fn child(args: &[String]) {
         iceoryx2_side::SIDE => iceoryx2_side::child(&job),
         resmem_side::SIDE => resmem_side::child(&job),
         guest_side::GUEST => guest_side::guest_child(&job),
-        guest_side::NATIVE => guest_side::native_child(&job),
+        guest_side::NATIVE | guest_side::NATIVE_ICEORYX2 => guest_side::native_child(&job),
         other => panic!("unknown side {other}"),
     }
 }

@@ -8,6 +8,9 @@
 //! Settings mirror resmem's defaults: subscriber buffer 16, safe overflow (drop the oldest),
 //! history 0, and a publisher sized for the payload (`initial_max_slice_len`). Every run uses
 //! its own prefix and root directory (`rmchi<pid>_`, `/tmp/rmchi<pid>/`), removed at the end.
+//!
+//! The guest-channel bench (host/runtime/benches/guest_channel) compiles this file in too and
+//! runs its stamped echo on [`Ends`].
 
 use std::time::{Duration, Instant};
 
@@ -41,7 +44,7 @@ pub fn root_dir(run: u32) -> String {
     format!("/tmp/rmchi{run}/")
 }
 
-fn node(run: u32) -> Node<Svc> {
+pub fn node(run: u32) -> Node<Svc> {
     let mut config = Config::default();
     config.global.prefix =
         FileName::new(shm_prefix(run).as_bytes()).expect("valid iceoryx2 prefix");
@@ -77,7 +80,7 @@ fn events(node: &Node<Svc>, name: &ServiceName) -> event::PortFactory<Svc> {
 
 /// One process's ends: publisher of `outgoing`, subscriber of `incoming`, and with blocking
 /// waits the notifier and listener of the matching event services.
-struct Ends {
+pub struct Ends {
     publisher: Pub,
     subscriber: Sub,
     notifier: Option<Notifier<Svc>>,
@@ -86,7 +89,13 @@ struct Ends {
 }
 
 impl Ends {
-    fn new(node: &Node<Svc>, job: &Job, outgoing: &str, out_size: usize, incoming: &str) -> Self {
+    pub fn new(
+        node: &Node<Svc>,
+        job: &Job,
+        outgoing: &str,
+        out_size: usize,
+        incoming: &str,
+    ) -> Self {
         let out = pubsub(node, &name(outgoing, &job.tag));
         let inc = pubsub(node, &name(incoming, &job.tag));
         let publisher = out
@@ -117,7 +126,7 @@ impl Ends {
         }
     }
 
-    fn send(&self, seq: u64) {
+    pub fn send(&self, seq: u64) {
         let mut sample = self
             .publisher
             .loan_slice_uninit(self.out_size)
@@ -148,7 +157,7 @@ impl Ends {
     }
 
     /// Receives one message, reads every byte and releases it; returns its sequence number.
-    fn receive_seq(&self) -> u64 {
+    pub fn receive_seq(&self) -> u64 {
         check(self.receive().payload())
     }
 }

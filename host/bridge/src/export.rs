@@ -5,7 +5,7 @@
 //! without a remote importer, or with the queue full, a sample is dropped and counted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
@@ -29,6 +29,31 @@ struct Outgoing {
     len: u64,
 }
 
+/// What waits for the sender, in messages and bytes: read before a sample is copied, so that
+/// a sample the queue has no room for is dropped without the copy.
+#[derive(Default)]
+struct Backlog {
+    messages: AtomicUsize,
+    bytes: AtomicU64,
+}
+
+impl Backlog {
+    fn has_room(&self, bytes: u64) -> bool {
+        self.messages.load(Ordering::Relaxed) < QUEUE
+            && self.bytes.load(Ordering::Relaxed) + bytes <= QUEUE_BYTES
+    }
+
+    fn add(&self, bytes: u64) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn remove(&self, bytes: u64) {
+        self.messages.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
 pub(crate) struct Export {
     pub(crate) service: String,
     pub(crate) counters: Arc<Counters>,
@@ -37,7 +62,7 @@ pub(crate) struct Export {
 impl Export {
     pub(crate) fn run(&self, shared: &Shared, publisher: &ZPublisher<'_>) {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let queued = AtomicU64::new(0);
+        let queued = Backlog::default();
         std::thread::scope(|scope| {
             scope.spawn(|| self.send(publisher, rx, &queued));
             self.receive(shared, publisher, &tx, &queued);
@@ -46,9 +71,9 @@ impl Export {
     }
 
     /// The sender: puts each message, or counts it dropped when no importer listens.
-    fn send(&self, publisher: &ZPublisher<'_>, rx: Receiver<Outgoing>, queued: &AtomicU64) {
+    fn send(&self, publisher: &ZPublisher<'_>, rx: Receiver<Outgoing>, queued: &Backlog) {
         for out in rx {
-            queued.fetch_sub(out.message.len() as u64, Ordering::Relaxed);
+            queued.remove(out.message.len() as u64);
             if matching(publisher) && publisher.put(out.message).wait().is_ok() {
                 Counters::add(&self.counters.samples, 1);
                 Counters::add(&self.counters.bytes, out.len);
@@ -63,7 +88,7 @@ impl Export {
         shared: &Shared,
         publisher: &ZPublisher<'_>,
         tx: &SyncSender<Outgoing>,
-        queued: &AtomicU64,
+        queued: &Backlog,
     ) {
         let mut seq = 0u64;
         let mut announced = false;
@@ -112,7 +137,7 @@ impl Export {
         subscriber: &Subscriber,
         seq: &mut u64,
         tx: &SyncSender<Outgoing>,
-        queued: &AtomicU64,
+        queued: &Backlog,
     ) {
         while !shared.stop.load(Ordering::Relaxed) {
             let sample = match subscriber.receive_timeout(SLICE) {
@@ -137,21 +162,21 @@ impl Export {
             };
             *seq += 1;
             let size = (crate::wire::HEADER + sample.len()) as u64;
-            if !matching(publisher) || queued.load(Ordering::Relaxed) + size > QUEUE_BYTES {
+            if !matching(publisher) || !queued.has_room(size) {
                 Counters::add(&self.counters.dropped, 1);
                 continue;
             }
             // Copied: the local chunk goes back to its publisher before zenoh sends anything.
             let message = header.encode(sample.payload());
             drop(sample);
-            queued.fetch_add(size, Ordering::Relaxed);
+            queued.add(size);
             let out = Outgoing {
                 message,
                 len: header.len,
             };
             if let Err(TrySendError::Full(out) | TrySendError::Disconnected(out)) = tx.try_send(out)
             {
-                queued.fetch_sub(out.message.len() as u64, Ordering::Relaxed);
+                queued.remove(out.message.len() as u64);
                 Counters::add(&self.counters.dropped, 1);
             }
         }

@@ -5,12 +5,13 @@
 //! without a remote importer, or with the queue full, a sample is dropped and counted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
 use resmem::{ChannelError, Config, Subscriber};
 use zenoh::Wait;
+use zenoh::matching::MatchingListener;
 use zenoh::pubsub::Publisher as ZPublisher;
 
 use crate::bridge::Shared;
@@ -63,18 +64,25 @@ impl Export {
     pub(crate) fn run(&self, shared: &Shared, publisher: &ZPublisher<'_>) {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let queued = Backlog::default();
+        let matching = Matching::new(publisher);
         std::thread::scope(|scope| {
-            scope.spawn(|| self.send(publisher, rx, &queued));
-            self.receive(shared, publisher, &tx, &queued);
+            scope.spawn(|| self.send(publisher, &matching, rx, &queued));
+            self.receive(shared, &matching, &tx, &queued);
             drop(tx);
         });
     }
 
     /// The sender: puts each message, or counts it dropped when no importer listens.
-    fn send(&self, publisher: &ZPublisher<'_>, rx: Receiver<Outgoing>, queued: &Backlog) {
+    fn send(
+        &self,
+        publisher: &ZPublisher<'_>,
+        matching: &Matching<'_>,
+        rx: Receiver<Outgoing>,
+        queued: &Backlog,
+    ) {
         for out in rx {
             queued.remove(out.message.len() as u64);
-            if matching(publisher) && publisher.put(out.message).wait().is_ok() {
+            if matching.now() && publisher.put(out.message).wait().is_ok() {
                 Counters::add(&self.counters.samples, 1);
                 Counters::add(&self.counters.bytes, out.len);
             } else {
@@ -86,7 +94,7 @@ impl Export {
     fn receive(
         &self,
         shared: &Shared,
-        publisher: &ZPublisher<'_>,
+        matching: &Matching<'_>,
         tx: &SyncSender<Outgoing>,
         queued: &Backlog,
     ) {
@@ -119,7 +127,7 @@ impl Export {
                 self.service,
                 subscriber.slot()
             ));
-            self.forward(shared, publisher, &subscriber, &mut seq, tx, queued);
+            self.forward(shared, matching, &subscriber, &mut seq, tx, queued);
         }
     }
 
@@ -133,7 +141,7 @@ impl Export {
     fn forward(
         &self,
         shared: &Shared,
-        publisher: &ZPublisher<'_>,
+        matching: &Matching<'_>,
         subscriber: &Subscriber,
         seq: &mut u64,
         tx: &SyncSender<Outgoing>,
@@ -162,7 +170,7 @@ impl Export {
             };
             *seq += 1;
             let size = (crate::wire::HEADER + sample.len()) as u64;
-            if !matching(publisher) || !queued.has_room(size) {
+            if !matching.now() || !queued.has_room(size) {
                 Counters::add(&self.counters.dropped, 1);
                 continue;
             }
@@ -183,12 +191,43 @@ impl Export {
     }
 }
 
-/// Whether a remote importer listens on the key.
-fn matching(publisher: &ZPublisher<'_>) -> bool {
-    publisher
-        .matching_status()
-        .wait()
-        .is_ok_and(|status| status.matching())
+/// Whether a remote importer listens on the key, asked for every sample: a matching listener
+/// keeps the answer in a flag (asking zenoh's `matching_status` walks its routing tables, twice
+/// per sample); without a listener, zenoh is asked.
+struct Matching<'a> {
+    publisher: &'a ZPublisher<'a>,
+    flag: Arc<AtomicBool>,
+    listener: Option<MatchingListener<()>>,
+}
+
+impl<'a> Matching<'a> {
+    fn new(publisher: &'a ZPublisher<'a>) -> Self {
+        let flag = Arc::new(AtomicBool::new(false));
+        // Called with `true` at once when something matches already, then at every change.
+        let listener = publisher
+            .matching_listener()
+            .callback({
+                let flag = Arc::clone(&flag);
+                move |status| flag.store(status.matching(), Ordering::Relaxed)
+            })
+            .wait()
+            .ok();
+        Self {
+            publisher,
+            flag,
+            listener,
+        }
+    }
+
+    fn now(&self) -> bool {
+        if self.listener.is_some() {
+            return self.flag.load(Ordering::Relaxed);
+        }
+        self.publisher
+            .matching_status()
+            .wait()
+            .is_ok_and(|status| status.matching())
+    }
 }
 
 fn open(service: &str, config: &Config) -> Result<Subscriber, ChannelError> {

@@ -5,12 +5,13 @@
 //! without a remote importer, or with the queue full, a sample is dropped and counted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
 use resmem::{ChannelError, Config, Subscriber};
 use zenoh::Wait;
+use zenoh::matching::MatchingListener;
 use zenoh::pubsub::Publisher as ZPublisher;
 
 use crate::bridge::Shared;
@@ -29,6 +30,31 @@ struct Outgoing {
     len: u64,
 }
 
+/// What waits for the sender, in messages and bytes: read before a sample is copied, so that
+/// a sample the queue has no room for is dropped without the copy.
+#[derive(Default)]
+struct Backlog {
+    messages: AtomicUsize,
+    bytes: AtomicU64,
+}
+
+impl Backlog {
+    fn has_room(&self, bytes: u64) -> bool {
+        self.messages.load(Ordering::Relaxed) < QUEUE
+            && self.bytes.load(Ordering::Relaxed) + bytes <= QUEUE_BYTES
+    }
+
+    fn add(&self, bytes: u64) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn remove(&self, bytes: u64) {
+        self.messages.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
 pub(crate) struct Export {
     pub(crate) service: String,
     pub(crate) counters: Arc<Counters>,
@@ -37,19 +63,26 @@ pub(crate) struct Export {
 impl Export {
     pub(crate) fn run(&self, shared: &Shared, publisher: &ZPublisher<'_>) {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let queued = AtomicU64::new(0);
+        let queued = Backlog::default();
+        let matching = Matching::new(publisher);
         std::thread::scope(|scope| {
-            scope.spawn(|| self.send(publisher, rx, &queued));
-            self.receive(shared, publisher, &tx, &queued);
+            scope.spawn(|| self.send(publisher, &matching, rx, &queued));
+            self.receive(shared, &matching, &tx, &queued);
             drop(tx);
         });
     }
 
     /// The sender: puts each message, or counts it dropped when no importer listens.
-    fn send(&self, publisher: &ZPublisher<'_>, rx: Receiver<Outgoing>, queued: &AtomicU64) {
+    fn send(
+        &self,
+        publisher: &ZPublisher<'_>,
+        matching: &Matching<'_>,
+        rx: Receiver<Outgoing>,
+        queued: &Backlog,
+    ) {
         for out in rx {
-            queued.fetch_sub(out.message.len() as u64, Ordering::Relaxed);
-            if matching(publisher) && publisher.put(out.message).wait().is_ok() {
+            queued.remove(out.message.len() as u64);
+            if matching.now() && publisher.put(out.message).wait().is_ok() {
                 Counters::add(&self.counters.samples, 1);
                 Counters::add(&self.counters.bytes, out.len);
             } else {
@@ -61,9 +94,9 @@ impl Export {
     fn receive(
         &self,
         shared: &Shared,
-        publisher: &ZPublisher<'_>,
+        matching: &Matching<'_>,
         tx: &SyncSender<Outgoing>,
-        queued: &AtomicU64,
+        queued: &Backlog,
     ) {
         let mut seq = 0u64;
         let mut announced = false;
@@ -94,7 +127,7 @@ impl Export {
                 self.service,
                 subscriber.slot()
             ));
-            self.forward(shared, publisher, &subscriber, &mut seq, tx, queued);
+            self.forward(shared, matching, &subscriber, &mut seq, tx, queued);
         }
     }
 
@@ -108,11 +141,11 @@ impl Export {
     fn forward(
         &self,
         shared: &Shared,
-        publisher: &ZPublisher<'_>,
+        matching: &Matching<'_>,
         subscriber: &Subscriber,
         seq: &mut u64,
         tx: &SyncSender<Outgoing>,
-        queued: &AtomicU64,
+        queued: &Backlog,
     ) {
         while !shared.stop.load(Ordering::Relaxed) {
             let sample = match subscriber.receive_timeout(SLICE) {
@@ -137,33 +170,64 @@ impl Export {
             };
             *seq += 1;
             let size = (crate::wire::HEADER + sample.len()) as u64;
-            if !matching(publisher) || queued.load(Ordering::Relaxed) + size > QUEUE_BYTES {
+            if !matching.now() || !queued.has_room(size) {
                 Counters::add(&self.counters.dropped, 1);
                 continue;
             }
             // Copied: the local chunk goes back to its publisher before zenoh sends anything.
             let message = header.encode(sample.payload());
             drop(sample);
-            queued.fetch_add(size, Ordering::Relaxed);
+            queued.add(size);
             let out = Outgoing {
                 message,
                 len: header.len,
             };
             if let Err(TrySendError::Full(out) | TrySendError::Disconnected(out)) = tx.try_send(out)
             {
-                queued.fetch_sub(out.message.len() as u64, Ordering::Relaxed);
+                queued.remove(out.message.len() as u64);
                 Counters::add(&self.counters.dropped, 1);
             }
         }
     }
 }
 
-/// Whether a remote importer listens on the key.
-fn matching(publisher: &ZPublisher<'_>) -> bool {
-    publisher
-        .matching_status()
-        .wait()
-        .is_ok_and(|status| status.matching())
+/// Whether a remote importer listens on the key, asked for every sample: a matching listener
+/// keeps the answer in a flag (asking zenoh's `matching_status` walks its routing tables, twice
+/// per sample); without a listener, zenoh is asked.
+struct Matching<'a> {
+    publisher: &'a ZPublisher<'a>,
+    flag: Arc<AtomicBool>,
+    listener: Option<MatchingListener<()>>,
+}
+
+impl<'a> Matching<'a> {
+    fn new(publisher: &'a ZPublisher<'a>) -> Self {
+        let flag = Arc::new(AtomicBool::new(false));
+        // Called with `true` at once when something matches already, then at every change.
+        let listener = publisher
+            .matching_listener()
+            .callback({
+                let flag = Arc::clone(&flag);
+                move |status| flag.store(status.matching(), Ordering::Relaxed)
+            })
+            .wait()
+            .ok();
+        Self {
+            publisher,
+            flag,
+            listener,
+        }
+    }
+
+    fn now(&self) -> bool {
+        if self.listener.is_some() {
+            return self.flag.load(Ordering::Relaxed);
+        }
+        self.publisher
+            .matching_status()
+            .wait()
+            .is_ok_and(|status| status.matching())
+    }
 }
 
 fn open(service: &str, config: &Config) -> Result<Subscriber, ChannelError> {

@@ -12,7 +12,7 @@ use zenoh::key_expr::KeyExpr;
 use zenoh::qos::CongestionControl;
 
 use crate::BridgeError;
-use crate::export::Export;
+use crate::export::{Export, Keyed};
 use crate::import::{Import, hex};
 use crate::stats::{Counters, Direction, ServiceStats};
 
@@ -224,17 +224,26 @@ impl BridgeBuilder {
             shared: Arc::clone(&shared),
             threads: Vec::new(),
             services: Vec::new(),
+            subscribers: Vec::new(),
             session: session.clone(),
         };
         for (service, key) in self.exports.iter().zip(export_keys) {
-            let publisher = session
-                .declare_publisher(key)
-                // Reliable (zenoh's default for publishers; choosing it is unstable API), and
-                // waiting for the link rather than dropping fragments of a large message: only
-                // the exporter's sender thread waits, never the local publisher.
-                .congestion_control(CongestionControl::Block)
-                .wait()
-                .map_err(zenoh_error)?;
+            // Reliable (zenoh's default for publishers; choosing it is unstable API). The
+            // sender thread's waits for the link rather than dropping fragments of a large
+            // message (only that thread waits, never the local publisher); the direct path's
+            // drops what finds zenoh's queue full for a millisecond.
+            let keyed = Keyed {
+                waiting: session
+                    .declare_publisher(key.clone())
+                    .congestion_control(CongestionControl::Block)
+                    .wait()
+                    .map_err(zenoh_error)?,
+                direct: session
+                    .declare_publisher(key)
+                    .congestion_control(CongestionControl::Drop)
+                    .wait()
+                    .map_err(zenoh_error)?,
+            };
             let export = Export {
                 service: service.clone(),
                 counters: Arc::default(),
@@ -248,30 +257,23 @@ impl BridgeBuilder {
             bridge.threads.push(
                 std::thread::Builder::new()
                     .name(format!("export {service}"))
-                    .spawn(move || export.run(&shared, &publisher))?,
+                    .spawn(move || export.run(&shared, &keyed))?,
             );
         }
         for ((service, key), publisher) in self.imports.iter().zip(import_keys).zip(publishers) {
-            let subscriber = session
-                .declare_subscriber(key)
-                .wait()
-                .map_err(zenoh_error)?;
-            let import = Import {
-                service: service.clone(),
-                counters: Arc::default(),
-                publisher,
-            };
+            let import = Arc::new(Import::new(service.clone(), publisher));
             bridge.services.push((
                 service.clone(),
                 Direction::Import,
                 Arc::clone(&import.counters),
             ));
             let shared = Arc::clone(&shared);
-            bridge.threads.push(
-                std::thread::Builder::new()
-                    .name(format!("import {service}"))
-                    .spawn(move || import.run(&shared, &subscriber))?,
-            );
+            let subscriber = session
+                .declare_subscriber(key)
+                .callback(move |message| import.handle(&shared, &message))
+                .wait()
+                .map_err(zenoh_error)?;
+            bridge.subscribers.push(subscriber);
         }
         Ok(bridge)
     }
@@ -283,6 +285,8 @@ pub struct Bridge {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     services: Vec<(String, Direction, Arc<Counters>)>,
+    /// The imports' (their callbacks own the local publishers).
+    subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
     session: zenoh::Session,
 }
 
@@ -325,6 +329,10 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        // No callback runs after this: the local publishers go with them.
+        for subscriber in self.subscribers.drain(..) {
+            let _ = subscriber.undeclare().wait();
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }

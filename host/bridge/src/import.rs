@@ -1,80 +1,83 @@
 //! An imported service: messages of the key `<prefix>/<service>` republished into the local
 //! service, whose publisher the importer is (created at start, taking over a stale one; its
 //! memory grows as payloads grow). Sequence numbers tell lost messages (gaps), per origin.
+//!
+//! Each message is handled in zenoh's subscriber callback, on the task that received it: a
+//! thread behind a channel would add a wake-up to every message. A full local subscriber
+//! under `Overflow::Block` holds that task up as zenoh's own bounded FIFO handler would.
 
 use std::alloc::Layout;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use resmem::Publisher;
-use zenoh::handlers::FifoChannelHandler;
-use zenoh::pubsub::Subscriber as ZSubscriber;
 use zenoh::sample::Sample as ZSample;
 
 use crate::bridge::Shared;
 use crate::stats::Counters;
 use crate::wire::Header;
 
-const SLICE: Duration = Duration::from_millis(100);
-
 pub(crate) struct Import {
     pub(crate) service: String,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) publisher: Publisher,
+    publisher: Publisher,
+    /// Next sequence number expected from each origin.
+    next: Mutex<HashMap<[u8; 16], u64>>,
 }
 
 impl Import {
-    pub(crate) fn run(
-        &self,
-        shared: &Shared,
-        subscriber: &ZSubscriber<FifoChannelHandler<ZSample>>,
-    ) {
-        // Next sequence number expected from each origin.
-        let mut next: HashMap<[u8; 16], u64> = HashMap::new();
-        while !shared.stop.load(Ordering::Relaxed) {
-            let message = match subscriber.recv_timeout(SLICE) {
-                Ok(Some(message)) => message,
-                Ok(None) => continue,
-                Err(_) => return,
-            };
-            let bytes = message.payload().to_bytes();
-            let Ok((header, payload)) = Header::decode(&bytes) else {
-                Counters::add(&self.counters.malformed, 1);
-                continue;
-            };
-            if header.origin == shared.zid {
-                Counters::add(&self.counters.looped, 1);
-                continue;
-            }
-            match next.get(&header.origin) {
-                Some(&expected) if header.seq > expected => {
-                    let missed = header.seq - expected;
-                    Counters::add(&self.counters.gaps, missed);
-                    shared.log(format!(
-                        "import {}: gap of {missed} samples (seq {expected}..{}) from {}",
-                        self.service,
-                        header.seq - 1,
-                        hex(&header.origin)
-                    ));
-                }
-                Some(&expected) if header.seq < expected => shared.log(format!(
-                    "import {}: {} restarted its sequence at {}",
-                    self.service,
-                    hex(&header.origin),
-                    header.seq
-                )),
-                _ => {}
-            }
-            next.insert(header.origin, header.seq + 1);
-            if self.publish(payload) {
-                Counters::add(&self.counters.samples, 1);
-                Counters::add(&self.counters.bytes, header.len);
-            } else {
-                Counters::add(&self.counters.dropped, 1);
-            }
+    pub(crate) fn new(service: String, publisher: Publisher) -> Self {
+        Self {
+            service,
+            counters: Arc::default(),
+            publisher,
+            next: Mutex::default(),
         }
+    }
+
+    /// One message from zenoh.
+    pub(crate) fn handle(&self, shared: &Shared, message: &ZSample) {
+        let bytes = message.payload().to_bytes();
+        let Ok((header, payload)) = Header::decode(&bytes) else {
+            Counters::add(&self.counters.malformed, 1);
+            return;
+        };
+        if header.origin == shared.zid {
+            Counters::add(&self.counters.looped, 1);
+            return;
+        }
+        self.count_gaps(shared, &header);
+        if self.publish(payload) {
+            Counters::add(&self.counters.samples, 1);
+            Counters::add(&self.counters.bytes, header.len);
+        } else {
+            Counters::add(&self.counters.dropped, 1);
+        }
+    }
+
+    fn count_gaps(&self, shared: &Shared, header: &Header) {
+        // Plain data: a panic elsewhere while it was held leaves nothing half-done.
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        match next.get(&header.origin) {
+            Some(&expected) if header.seq > expected => {
+                let missed = header.seq - expected;
+                Counters::add(&self.counters.gaps, missed);
+                shared.log(format!(
+                    "import {}: gap of {missed} samples (seq {expected}..{}) from {}",
+                    self.service,
+                    header.seq - 1,
+                    hex(&header.origin)
+                ));
+            }
+            Some(&expected) if header.seq < expected => shared.log(format!(
+                "import {}: {} restarted its sequence at {}",
+                self.service,
+                hex(&header.origin),
+                header.seq
+            )),
+            _ => {}
+        }
+        next.insert(header.origin, header.seq + 1);
     }
 
     /// Loans, copies and sends; `false` when the local memory refused the loan.

@@ -483,6 +483,8 @@ impl Publisher {
         let mut delivered = 0;
         // In slot order; a subscriber that joins while a blocked send waits may get it too.
         let mut k = 0;
+        // Whether the last wait on subscriber k saw it do nothing.
+        let mut stalled = false;
         while k < state.subs.len() {
             if !state.subs[k].attached {
                 k += 1;
@@ -492,12 +494,23 @@ impl Publisher {
                 Push::Delivered => {
                     delivered += 1;
                     k += 1;
+                    stalled = false;
                 }
-                Push::Skipped => k += 1,
+                Push::Skipped => {
+                    k += 1;
+                    stalled = false;
+                }
                 // Retries k when the subscriber made room (or was reclaimed).
                 Push::Full => match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
-                    Some(left) if left.is_zero() => k += 1,
-                    left => state = self.block_on(state, k, &mut freed, left),
+                    Some(left) if left.is_zero() => {
+                        k += 1;
+                        stalled = false;
+                    }
+                    left => {
+                        let progressed;
+                        (state, progressed) = self.block_on(state, k, &mut freed, left, stalled);
+                        stalled = !progressed;
+                    }
                 },
             }
         }

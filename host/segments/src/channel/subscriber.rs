@@ -238,8 +238,17 @@ impl Subscriber {
         }
     }
 
+    /// Wakes a publisher blocked on this queue once half of it (at least one entry) is free:
+    /// woken at every take, a publisher refills one entry per wake-up and sleeps again, so
+    /// publisher and subscriber ping-pong at the wake-up latency. A publisher only blocks on
+    /// a full queue (the held limit is the queue plus `max_borrowed`, which `receive` keeps),
+    /// so a return with the queue fuller than that cannot unblock it either.
     fn wake_publisher(&self) {
-        if anybody_waiting(&self.control.header().live.publisher_waiters)
+        let queue = self.control.submission(self.k);
+        let capacity = queue.capacity();
+        let low_water = capacity - (capacity / 2).max(1);
+        if queue.len_hint() <= low_water
+            && anybody_waiting(&self.control.header().live.publisher_waiters)
             && let Some(address) = &self.publisher_address
         {
             self.notifier.wake(address);

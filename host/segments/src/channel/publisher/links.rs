@@ -308,17 +308,25 @@ impl Publisher {
     }
 
     /// `Overflow::Block`: waits, without the state lock, until subscriber `k` receives or
-    /// returns something, or dies.
+    /// returns something, or dies. Returns whether it did anything meanwhile.
+    ///
+    /// Its liveness is probed (a few syscalls) only when `stalled` (the previous wait on it
+    /// saw nothing happen) or the probe interval passed: a live subscriber draining a full
+    /// queue makes a publisher block once per wake-up, and probing each time was most of its
+    /// cost.
     pub(super) fn block_on<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
         k: usize,
         freed: &mut Freed,
         at_most: Option<Duration>,
-    ) -> MutexGuard<'a, State> {
-        if !self.occupant_alive(k) {
+        stalled: bool,
+    ) -> (MutexGuard<'a, State>, bool) {
+        if (stalled || coarse_now_ms() >= self.next_probe.load(Ordering::Relaxed))
+            && !self.occupant_alive(k)
+        {
             self.reclaim(&mut state, k, freed);
-            return state;
+            return (state, true);
         }
         let submission = self.control.submission(k);
         let completion = self.control.completion(k);
@@ -331,9 +339,10 @@ impl Publisher {
                     .wait(at_most.map_or(BLOCK_SLICE, |left| left.min(BLOCK_SLICE)));
             }
         }
+        let progressed = (submission.indices(), completion.indices()) != before;
         let mut state = self.lock();
         self.maintain(&mut state, freed, true);
-        state
+        (state, progressed)
     }
 
     /// Wakes every attached subscriber that has a thread waiting.

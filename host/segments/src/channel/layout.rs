@@ -323,6 +323,7 @@ impl Control {
 
 /// What a reader of a control object found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Validated {
     /// The publisher has not finished creating it.
     NotReady,

@@ -137,7 +137,8 @@ pub enum OpenError {
     /// The management header or a segment is corrupted or inconsistent.
     #[error("the management header or a segment is corrupted or inconsistent")]
     Corrupted,
-    /// The offset lies outside the payload of its segment, or its segment is not alive.
+    /// The offset (or the range asked for from it) lies outside the payload of its segment,
+    /// or its segment is not alive.
     #[error("the offset does not point into a live segment's payload")]
     InvalidOffset,
     /// The owner released the segment and created a new one under the same id while this view

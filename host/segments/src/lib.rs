@@ -43,6 +43,25 @@
 //! unsafe { view.unregister_offset(chunk.offset) };
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The same without `unsafe`: [`Memory::allocate_chunk`] gives a [`Chunk`] that frees itself
+//! when dropped, [`View::register`] a [`Registration`] that unregisters itself and hands out
+//! bounds-checked slices.
+//!
+//! ```
+//! use std::alloc::Layout;
+//! use resmem::{AccessMode, Config, Memory, View};
+//!
+//! let config = Config::default().prefix(&format!("docraii{}_", std::process::id()));
+//! let memory = Memory::builder("frames").config(&config).create()?;
+//! let mut chunk = memory.allocate_chunk(Layout::new::<[u8; 4]>())?;
+//! chunk.as_mut_slice().copy_from_slice(b"ping");
+//!
+//! let view = View::builder("frames").config(&config).open(AccessMode::Read)?;
+//! let registration = view.register(chunk.offset())?;
+//! assert_eq!(registration.as_slice(4)?, b"ping");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![warn(missing_docs)]
 

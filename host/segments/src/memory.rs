@@ -1,5 +1,8 @@
 //! The owner side: creates the memory, allocates chunks, grows into new segments and removes
 //! everything when dropped.
+//!
+//! `builder` creates it, `alloc` is the allocate/deallocate core, `segment` the lifecycle of
+//! one data segment, `chunk` the RAII chunk and `teardown` what a dropped owner removes.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,7 @@ pub use builder::MemoryBuilder;
 pub use chunk::Chunk;
 use segment::OwnerSegment;
 
+/// What only growers touch, under the grow lock.
 #[derive(Debug)]
 struct GrowState {
     next_sequence: u64,

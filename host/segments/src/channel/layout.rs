@@ -387,7 +387,7 @@ pub(crate) unsafe fn validate_raw(
     }))
 }
 
-/// [`validate_raw`] on bytes the caller owns (the fuzz target's entry point): the header is
+/// `validate_raw` on bytes the caller owns (the fuzz target's entry point): the header is
 /// read from a 128-byte aligned copy.
 pub fn validate(bytes: &[u8], prefix: &str) -> Result<Validated, ChannelError> {
     let mut aligned = vec![Line([0; LINE]); bytes.len().div_ceil(LINE)];

@@ -584,6 +584,7 @@ impl World {
                 self.note("validate", "ready");
             }
             Ok(Validated::NotReady) => self.note("validate", "not-ready"),
+            Ok(_) => self.note("validate", "unknown"),
             Err(e) => self.note("validate", &kind(e)),
         }
     }

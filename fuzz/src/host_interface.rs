@@ -25,17 +25,16 @@ const KIB: u64 = 1024;
 
 /// Small limits, so inputs reach every quota quickly.
 fn quotas() -> Quotas {
-    Quotas {
-        shm_bytes: 8 * KIB * KIB,
-        chunk_bytes: 256 * KIB,
-        live_chunks: 64,
-        memories: 4,
-        views: 4,
-        registrations: 64,
-        io_bytes: 256 * KIB,
-        open_timeout: Duration::from_millis(1),
-        ..Quotas::default()
-    }
+    let mut quotas = Quotas::default();
+    quotas.shm_bytes = 8 * KIB * KIB;
+    quotas.chunk_bytes = 256 * KIB;
+    quotas.live_chunks = 64;
+    quotas.memories = 4;
+    quotas.views = 4;
+    quotas.registrations = 64;
+    quotas.io_bytes = 256 * KIB;
+    quotas.open_timeout = Duration::from_millis(1);
+    quotas
 }
 
 /// What one input did, for the replay test's report.

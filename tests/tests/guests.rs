@@ -726,13 +726,11 @@ fn errors_guest_reaches_every_error_with_the_expected_variant() {
 #[test]
 fn timeout_and_io_errors_reach_a_guest_view() {
     let scope = Scope::new("gtio");
-    let host = host_with(
-        &scope,
-        Quotas {
-            open_timeout: Duration::from_millis(300),
-            ..Quotas::default()
-        },
-    );
+    let host = host_with(&scope, {
+        let mut quotas = Quotas::default();
+        quotas.open_timeout = Duration::from_millis(300);
+        quotas
+    });
     let consumer = load(&host, resmem_guests::CONSUMER_WASM);
     let stuck = scope.object_path(&scope.mgmt_object("stuck"));
     let garbage = scope.object_path(&scope.mgmt_object("garbage"));
@@ -995,9 +993,10 @@ fn quota_shm_bytes_refuses_a_segment() {
     // page each) fit 512 KiB; 512 KiB more do not.
     producer_refused(
         "qshm",
-        Quotas {
-            shm_bytes: 512 * KIB as u64,
-            ..Quotas::default()
+        {
+            let mut quotas = Quotas::default();
+            quotas.shm_bytes = 512 * KIB as u64;
+            quotas
         },
         &["4", "16384"],
         "failed step=allocate seed=4 len=131072 error=quota-exceeded",
@@ -1009,9 +1008,10 @@ fn quota_shm_bytes_refuses_a_segment() {
 fn quota_io_bytes_refuses_a_large_write() {
     producer_refused(
         "qio",
-        Quotas {
-            io_bytes: 64 * KIB as u64,
-            ..Quotas::default()
+        {
+            let mut quotas = Quotas::default();
+            quotas.io_bytes = 64 * KIB as u64;
+            quotas
         },
         &["3", "65536"],
         "failed step=write seed=2 len=131072 error=quota-exceeded",
@@ -1024,9 +1024,10 @@ fn quota_live_chunks_refuses_an_allocation() {
     // The producer hints four chunks, which the quota allows; the fifth live chunk is refused.
     producer_refused(
         "qlive",
-        Quotas {
-            live_chunks: 4,
-            ..Quotas::default()
+        {
+            let mut quotas = Quotas::default();
+            quotas.live_chunks = 4;
+            quotas
         },
         &["6", "1024"],
         "failed step=allocate seed=5 len=16384 error=quota-exceeded",
@@ -1038,9 +1039,10 @@ fn quota_live_chunks_refuses_an_allocation() {
 fn quota_chunk_bytes_refuses_a_large_chunk() {
     producer_refused(
         "qchunk",
-        Quotas {
-            chunk_bytes: 8 * KIB as u64,
-            ..Quotas::default()
+        {
+            let mut quotas = Quotas::default();
+            quotas.chunk_bytes = 8 * KIB as u64;
+            quotas
         },
         &["4", "4096"],
         "failed step=allocate seed=3 len=16384 error=quota-exceeded",
@@ -1051,13 +1053,11 @@ fn quota_chunk_bytes_refuses_a_large_chunk() {
 #[test]
 fn quota_memories_refuses_a_memory() {
     let scope = Scope::new("qmem");
-    let host = host_with(
-        &scope,
-        Quotas {
-            memories: 0,
-            ..Quotas::default()
-        },
-    );
+    let host = host_with(&scope, {
+        let mut quotas = Quotas::default();
+        quotas.memories = 0;
+        quotas
+    });
     let producer = load(&host, resmem_guests::PRODUCER_WASM);
     let end = run(&host, &producer, &["producer", "m", "1", "64", "--no-wait"]);
     assert_eq!(end.outcome, RunOutcome::Exited(1), "{end:?}");
@@ -1069,13 +1069,11 @@ fn quota_memories_refuses_a_memory() {
 #[test]
 fn quota_views_refuses_a_guest_view() {
     let scope = Scope::new("qview");
-    let host = host_with(
-        &scope,
-        Quotas {
-            views: 0,
-            ..Quotas::default()
-        },
-    );
+    let host = host_with(&scope, {
+        let mut quotas = Quotas::default();
+        quotas.views = 0;
+        quotas
+    });
     let consumer = load(&host, resmem_guests::CONSUMER_WASM);
     let memory = Memory::builder("v")
         .config(&scope.config())
@@ -1113,16 +1111,14 @@ fn quota_views_refuses_a_guest_view() {
 #[test]
 fn count_quotas_are_exact_and_freed_on_drop() {
     let scope = Scope::new("qcount");
-    let policy = policy(
-        &scope,
-        Quotas {
-            memories: 2,
-            views: 1,
-            registrations: 1,
-            live_chunks: 2,
-            ..Quotas::default()
-        },
-    );
+    let policy = policy(&scope, {
+        let mut quotas = Quotas::default();
+        quotas.memories = 2;
+        quotas.views = 1;
+        quotas.registrations = 1;
+        quotas.live_chunks = 2;
+        quotas
+    });
     let mut state = GuestState::new(WasiCtxBuilder::new().build(), Arc::new(policy));
     let st = &mut state;
     let config = || MemoryConfig {
@@ -2109,10 +2105,8 @@ fn a_peer_truncating_a_segment_traps_or_fails_only_the_guests_using_it() {
 #[test]
 fn mapping_beyond_the_window_is_quota_exceeded() {
     let scope = Scope::new("wfull");
-    let quotas = Quotas {
-        window_bytes: 4 * MIB as u64,
-        ..Quotas::default()
-    };
+    let mut quotas = Quotas::default();
+    quotas.window_bytes = 4 * MIB as u64;
     let host = host_with(&scope, quotas);
     let window = load(&host, resmem_guests::WINDOW_WASM);
     let end = run(&host, &window, &["window", "fill-window", &MIB.to_string()]);

@@ -150,10 +150,8 @@ impl Drop for Guest {
 fn spinning_guests_are_stopped_at_the_deadline_and_release_everything() {
     let scope = Scope::new("hspin");
     let deadline = Duration::from_millis(300);
-    let quotas = Quotas {
-        shm_bytes: 24 << 20,
-        ..Quotas::default()
-    };
+    let mut quotas = Quotas::default();
+    quotas.shm_bytes = 24 << 20;
     let host = host(&scope, quotas, Some(deadline));
     let spin = host.load(resmem_guests::SPIN_WASM).expect("load spin");
     for (mode, first) in [
@@ -255,10 +253,8 @@ fn a_deadline_only_stops_guests_that_overrun_it() {
 #[test]
 fn linear_memory_beyond_its_quota_traps_the_guest() {
     let scope = Scope::new("hwmem");
-    let quotas = Quotas {
-        wasm_memory_bytes: 32 << 20,
-        ..Quotas::default()
-    };
+    let mut quotas = Quotas::default();
+    quotas.wasm_memory_bytes = 32 << 20;
     let host = host(&scope, quotas, Some(Duration::from_secs(30)));
     let spin = host.load(resmem_guests::SPIN_WASM).expect("load spin");
     let (outcome, _, lines) = Guest::start(&host, &spin, &["spin", "wasm-memory"]).finish();
@@ -283,11 +279,9 @@ fn fuzz_guest_passes_64_seeds_in_one_host() {
     const SEEDS: u64 = 64;
     const THREADS: usize = 4;
     let scope = Scope::new("hfuzz");
-    let quotas = Quotas {
-        // The guest's registration hog counts to the quota twice per attempt.
-        registrations: 2048,
-        ..Quotas::default()
-    };
+    let mut quotas = Quotas::default();
+    // The guest's registration hog counts to the quota twice per attempt.
+    quotas.registrations = 2048;
     let host = host(&scope, quotas, Some(LIMIT));
     let fuzz = host.load(resmem_guests::FUZZ_WASM).expect("load fuzz");
     let next = Arc::new(AtomicU64::new(0));

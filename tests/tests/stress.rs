@@ -134,9 +134,10 @@ fn worker(memory: &Memory, t: u64, ops: usize, seed: u64) -> Counts {
                 {
                     Ok(chunk) => {
                         // The old bytes moved: the front stamp sits where the placement put it.
-                        let at = match placement {
-                            ContentPlacement::Front => 0,
-                            ContentPlacement::Back => new_size - h.size,
+                        let at = if placement == ContentPlacement::Front {
+                            0
+                        } else {
+                            new_size - h.size
                         };
                         // SAFETY: the grown chunk is ours and `new_size` bytes long.
                         let moved = unsafe { (chunk.data_ptr.add(at) as *const u64).read() };

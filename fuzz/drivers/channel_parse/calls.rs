@@ -156,6 +156,7 @@ impl World {
                     Overflow::DropNewest => continue,
                     Overflow::DropOldest => drop(sub.queue.pop_front()),
                     Overflow::Block => panic!("a blocking send into a full queue returned"),
+                    other => panic!("the model does not know overflow policy {other:?}"),
                 }
             }
             sub.queue.push_back(index);
@@ -390,7 +391,7 @@ impl World {
             ),
             Some(Err(e)) => assert_eq!(error, Some(e), "open against validate"),
             Some(Ok(Validated::NotReady)) => assert_eq!(error, Some(&ChannelError::DoesNotExist)),
-            Some(Ok(Validated::Ready(_))) => {}
+            Some(Ok(_)) => {}
         }
         if !self.dirty && self.publisher.is_some() {
             let full = self.current() == SUBSCRIBERS;

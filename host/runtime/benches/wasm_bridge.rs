@@ -364,10 +364,9 @@ fn run_host_fn(scale: f64) -> Result<BTreeMap<String, f64>> {
 
 /// The default quotas, but for single calls of 64 MiB.
 fn bench_quotas() -> resmem_host::Quotas {
-    resmem_host::Quotas {
-        io_bytes: LARGEST as u64,
-        ..Default::default()
-    }
+    let mut quotas = resmem_host::Quotas::default();
+    quotas.io_bytes = LARGEST as u64;
+    quotas
 }
 
 fn get(results: &BTreeMap<String, f64>, name: &str) -> Result<f64> {

@@ -55,6 +55,8 @@ pub fn to_wit_strategy(strategy: AllocationStrategy) -> wit::AllocationStrategy 
         AllocationStrategy::Static => wit::AllocationStrategy::Static,
         AllocationStrategy::BestFit => wit::AllocationStrategy::BestFit,
         AllocationStrategy::PowerOfTwo => wit::AllocationStrategy::PowerOfTwo,
+        // A strategy WIT cannot name (guests only create the three above): report the default.
+        _ => wit::AllocationStrategy::PowerOfTwo,
     }
 }
 
@@ -83,6 +85,7 @@ pub fn alloc_error(e: AllocError) -> Error {
         AllocError::QuotaExceeded => {
             Error::QuotaExceeded("shared-memory bytes of this guest".into())
         }
+        other => Error::Io(other.to_string()),
     }
 }
 
@@ -101,6 +104,7 @@ pub fn grow_error(e: GrowError) -> Error {
         GrowError::QuotaExceeded => {
             Error::QuotaExceeded("shared-memory bytes of this guest".into())
         }
+        other => Error::Io(other.to_string()),
     }
 }
 
@@ -114,10 +118,13 @@ pub fn create_error(e: CreateError) -> Error {
         CreateError::InvalidHint => {
             Error::InvalidLayout("the chunk layout or chunk count hint is too large".into())
         }
-        CreateError::InternalError => Error::Io("the OS failed to create a segment".into()),
+        CreateError::InternalError(os) => {
+            Error::Io(format!("the OS failed to create a segment: {os}"))
+        }
         CreateError::QuotaExceeded => {
             Error::QuotaExceeded("shared-memory bytes of this guest".into())
         }
+        other => Error::Io(other.to_string()),
     }
 }
 
@@ -139,11 +146,12 @@ pub fn open_error(e: OpenError) -> Error {
         OpenError::SegmentReplaced => Error::InvalidOffset(
             "the segment was replaced while offsets of it are registered".into(),
         ),
-        OpenError::InternalError => Error::Io("the OS failed to open a segment".into()),
+        OpenError::InternalError(os) => Error::Io(format!("the OS failed to open a segment: {os}")),
         OpenError::OwnerDead => Error::Io(
             "the memory's owner is gone (stale memory); it can only be removed or its name reclaimed"
                 .into(),
         ),
+        other => Error::Io(other.to_string()),
     }
 }
 

@@ -674,6 +674,7 @@ impl Host for GuestState {
             Ok(resmem::StaleRemoval::OwnerAlive) => Err(Error::PermissionDenied(
                 "the memory has a live owner; it is removed when its owner drops it".into(),
             )),
+            Ok(other) => Err(Error::Io(format!("removing a stale memory: {other:?}"))),
             Err(e) => Err(e),
         })
     }

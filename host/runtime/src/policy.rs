@@ -13,7 +13,11 @@ const MIB: u64 = 1 << 20;
 
 /// Limits per guest (per store). Every one is enforced before the work is done, and a
 /// violation is the WIT error `quota-exceeded`.
+///
+/// Not constructible with a struct literal outside this crate (more limits may come): start
+/// from [`Quotas::default`] and assign the fields to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Quotas {
     /// Bytes of all data segments of all the guest's memories together.
     pub shm_bytes: u64,

@@ -7,6 +7,7 @@ use crate::backend::{Backend, PosixShm};
 
 /// How the owner sizes a new segment when a chunk no longer fits into the current one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum AllocationStrategy {
     /// Never create a new segment: a chunk that does not fit fails with `OutOfMemory`.
     Static,
@@ -38,6 +39,7 @@ impl AllocationStrategy {
 
 /// Access a view requests to the segments it maps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AccessMode {
     /// Map read-only: the view can read chunks but not write them.
     Read,
@@ -47,6 +49,7 @@ pub enum AccessMode {
 
 /// Where `grow` places the old content inside a larger chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum ContentPlacement {
     /// Keep the old bytes at the start; the new bytes follow them.
     #[default]

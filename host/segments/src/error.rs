@@ -1,9 +1,98 @@
-//! Typed errors of every fallible operation. Unit variants keep them cheap to match and compare.
+//! Typed errors of every fallible operation. Unit variants keep them cheap to match and compare;
+//! an `InternalError` carries an [`OsError`], plain data, so every enum stays `Copy + PartialEq`.
+
+use std::fmt;
+use std::io;
 
 use thiserror::Error;
 
+/// A raw OS error number (`errno`), as the failing call reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Errno(i32);
+
+impl Errno {
+    /// The number itself (`libc::ENOENT`, ...).
+    pub const fn raw(self) -> i32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The OS's description, followed by "(os error N)".
+        io::Error::from_raw_os_error(self.0).fmt(f)
+    }
+}
+
+impl std::error::Error for Errno {}
+
+/// What the operating system said when an operation failed, and what was being done: kept
+/// as plain data (not an `io::Error`) so that the errors holding it stay comparable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OsError {
+    action: &'static str,
+    errno: Option<Errno>,
+    kind: io::ErrorKind,
+}
+
+impl OsError {
+    /// `error`, met while doing `action` ("creating the management object").
+    pub(crate) fn from_io(action: &'static str, error: &io::Error) -> Self {
+        Self {
+            action,
+            errno: error.raw_os_error().map(Errno),
+            kind: error.kind(),
+        }
+    }
+
+    /// A failure of `action` that no OS call reported (an invariant the OS objects broke).
+    pub(crate) fn unexplained(action: &'static str) -> Self {
+        Self {
+            action,
+            errno: None,
+            kind: io::ErrorKind::Other,
+        }
+    }
+
+    /// What was being done.
+    pub fn action(&self) -> &'static str {
+        self.action
+    }
+
+    /// The OS's error number, when the failure came from a system call.
+    pub fn errno(&self) -> Option<Errno> {
+        self.errno
+    }
+
+    /// The raw error number, as [`io::Error::raw_os_error`] gives it.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.errno.map(Errno::raw)
+    }
+
+    /// The kind of the failure, as [`io::Error::kind`] gives it.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for OsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.errno {
+            Some(errno) => write!(f, "{}: {errno}", self.action),
+            None => write!(f, "{}: {}", self.action, self.kind),
+        }
+    }
+}
+
+impl std::error::Error for OsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.errno.as_ref().map(|e| e as _)
+    }
+}
+
 /// Why a memory or view could not be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CreateError {
     /// A memory with this name already exists.
     #[error("a memory with this name already exists")]
@@ -19,8 +108,8 @@ pub enum CreateError {
     #[error("the chunk layout or chunk count hint is too large or too aligned")]
     InvalidHint,
     /// The operating system failed to create or map a segment.
-    #[error("the operating system failed to create or map a segment")]
-    InternalError,
+    #[error("the operating system failed to create or map a segment: {0}")]
+    InternalError(#[source] OsError),
     /// Segment 0 would exceed the memory's [`SegmentBudget`](crate::SegmentBudget).
     #[error("the first segment exceeds the shared-memory budget")]
     QuotaExceeded,
@@ -28,6 +117,7 @@ pub enum CreateError {
 
 /// Why a view could not be opened, or an offset could not be translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum OpenError {
     /// No memory (or segment) with this name exists.
     #[error("no memory (or segment) with this name exists")]
@@ -47,7 +137,8 @@ pub enum OpenError {
     /// The management header or a segment is corrupted or inconsistent.
     #[error("the management header or a segment is corrupted or inconsistent")]
     Corrupted,
-    /// The offset lies outside the payload of its segment, or its segment is not alive.
+    /// The offset (or the range asked for from it) lies outside the payload of its segment,
+    /// or its segment is not alive.
     #[error("the offset does not point into a live segment's payload")]
     InvalidOffset,
     /// The owner released the segment and created a new one under the same id while this view
@@ -55,8 +146,8 @@ pub enum OpenError {
     #[error("the segment id was reused while offsets of its previous segment are still registered")]
     SegmentReplaced,
     /// The operating system failed to open or map a segment.
-    #[error("the operating system failed to open or map a segment")]
-    InternalError,
+    #[error("the operating system failed to open or map a segment: {0}")]
+    InternalError(#[source] OsError),
     /// The owner process is gone (its lock on the management object is free): the memory is
     /// stale. Remove it (`resmem gc`), reclaim the name
     /// ([`MemoryBuilder::reclaim_stale`](crate::MemoryBuilder::reclaim_stale)), or open it
@@ -67,6 +158,7 @@ pub enum OpenError {
 
 /// Why an allocation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum AllocError {
     /// No chunk is free and the strategy (or the system) does not allow a new segment.
     #[error("out of memory")]
@@ -87,6 +179,7 @@ pub enum AllocError {
 
 /// Why a grow failed; the old chunk stays valid and untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum GrowError {
     /// The new layout is smaller than the old one.
     #[error("the new layout is smaller than the old one")]
@@ -125,6 +218,7 @@ impl From<AllocError> for GrowError {
 
 /// Why a checked deallocation was refused; nothing was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum DeallocError {
     /// The offset is not a chunk of a live segment of this memory.
     #[error("the offset is not a chunk of a live segment of this memory")]
@@ -140,6 +234,7 @@ pub enum DeallocError {
 
 /// Why `list`, `exists` or `remove` failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ManageError {
     /// Invalid name: empty, too long for the OS, or containing `/`, NUL or `..`.
     #[error("invalid name: empty, too long for the OS, or containing '/', NUL or '..'")]
@@ -148,12 +243,13 @@ pub enum ManageError {
     #[error("insufficient permissions")]
     InsufficientPermissions,
     /// The operating system failed to list or remove shared-memory objects.
-    #[error("the operating system failed to list or remove shared-memory objects")]
-    InternalError,
+    #[error("the operating system failed to list or remove shared-memory objects: {0}")]
+    InternalError(#[source] OsError),
 }
 
 /// Why a name is invalid, for callers (CLI, host) that want to tell the user precisely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum NameError {
     /// The name is empty.
     #[error("the name is empty")]
@@ -195,9 +291,10 @@ impl From<NameError> for ManageError {
     }
 }
 
-pub(crate) fn manage_error(e: &std::io::Error) -> ManageError {
+/// How a backend failure while doing `action` reads to `list`, `exists` and `remove`.
+pub(crate) fn manage_error(action: &'static str, e: &io::Error) -> ManageError {
     match e.kind() {
-        std::io::ErrorKind::PermissionDenied => ManageError::InsufficientPermissions,
-        _ => ManageError::InternalError,
+        io::ErrorKind::PermissionDenied => ManageError::InsufficientPermissions,
+        _ => ManageError::InternalError(OsError::from_io(action, e)),
     }
 }

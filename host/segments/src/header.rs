@@ -1,5 +1,8 @@
 //! The management segment's header and the trailer at the end of every data segment.
 //!
+//! Only the layout constants, [`segment_geometry`] and the validated facts ([`HeaderInfo`],
+//! [`SlotInfo`]) are public: the types that write the header and trailers are the crate's own.
+//!
 //! Everything here lives in shared memory that any process with write access can scribble
 //! over, so every field is an atomic (no torn reads are UB) and every value read from it is
 //! validated before use. The owner only ever *writes* the header: its own decisions come from
@@ -30,7 +33,7 @@ const SLOT_LIVE: u32 = 1;
 /// One data segment as the owner last published it.
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
-pub struct SlotRecord {
+pub(crate) struct SlotRecord {
     state: AtomicU32,
     _reserved: AtomicU32,
     /// Creation number of the segment occupying the slot; unique over the memory's life.
@@ -46,7 +49,7 @@ pub struct SlotRecord {
 /// id. Only the owner writes it; readers validate everything they take from it.
 #[repr(C, align(64))]
 #[derive(Debug)]
-pub struct MgmtHeader {
+pub(crate) struct MgmtHeader {
     magic: AtomicU64,
     version: AtomicU32,
     header_size: AtomicU32,
@@ -121,7 +124,7 @@ impl MgmtHeader {
     ///
     /// # Safety
     /// `ptr` must be 64-byte aligned, valid for `MGMT_SIZE` bytes and stay mapped for `'a`.
-    pub unsafe fn from_ptr<'a>(ptr: *const u8) -> &'a Self {
+    pub(crate) unsafe fn from_ptr<'a>(ptr: *const u8) -> &'a Self {
         // SAFETY: alignment and size are the caller's promise; every field is an atomic or an
         // array of atomics, for which any bit pattern is valid, so foreign writes are no UB.
         unsafe { &*(ptr as *const Self) }
@@ -142,7 +145,7 @@ impl MgmtHeader {
     }
 
     /// Writes the immutable part; the memory is not yet visible as ready.
-    pub fn init(
+    pub(crate) fn init(
         &self,
         memory_id: u64,
         prefix: &str,
@@ -167,30 +170,30 @@ impl MgmtHeader {
     }
 
     /// Publishes the header: views may use the memory from now on.
-    pub fn set_ready(&self) {
+    pub(crate) fn set_ready(&self) {
         self.state.store(READY, Ordering::Release);
     }
 
     /// Publishes `id` as the segment new chunks come from; it must already be live.
-    pub fn set_current(&self, id: SegmentId) {
+    pub(crate) fn set_current(&self, id: SegmentId) {
         self.current_segment
             .store(u32::from(id.value()), Ordering::Release);
     }
 
     /// Whether the memory was created under `prefix`, as written, without validation: `None`
     /// when the header does not even carry the magic.
-    pub fn raw_created_under(&self, prefix: &str) -> Option<bool> {
+    pub(crate) fn raw_created_under(&self, prefix: &str) -> Option<bool> {
         (self.magic.load(Ordering::Relaxed) == MAGIC)
             .then(|| self.prefix_hash.load(Ordering::Relaxed) == prefix_hash(prefix))
     }
 
     /// The record of segment `id`.
-    pub fn slot(&self, id: SegmentId) -> &SlotRecord {
+    pub(crate) fn slot(&self, id: SegmentId) -> &SlotRecord {
         &self.slots[id.index()]
     }
 
     /// Reads and validates the immutable part and the current segment.
-    pub fn validate(&self, mapped_len: usize) -> Result<HeaderInfo, OpenError> {
+    pub(crate) fn validate(&self, mapped_len: usize) -> Result<HeaderInfo, OpenError> {
         if mapped_len < MGMT_SIZE {
             // The header is written into a mapping of full size; a shorter object was
             // truncated or written by someone else.
@@ -259,7 +262,7 @@ impl MgmtHeader {
 impl SlotRecord {
     /// Publishes a live segment of creation `sequence` with `layout`; the fields are written
     /// before the state, so a reader that sees it live sees them too.
-    pub fn publish(&self, sequence: u64, layout: &SegmentLayout) {
+    pub(crate) fn publish(&self, sequence: u64, layout: &SegmentLayout) {
         self.sequence.store(sequence, Ordering::Relaxed);
         self.payload_size
             .store(layout.payload_size as u64, Ordering::Relaxed);
@@ -273,17 +276,18 @@ impl SlotRecord {
     }
 
     /// Marks the slot free; readers stop mapping its segment.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.state.store(SLOT_FREE, Ordering::Release);
     }
 
     /// Informational; views and tools never rely on it.
-    pub fn set_chunks_in_use(&self, n: usize) {
+    pub(crate) fn set_chunks_in_use(&self, n: usize) {
         self.chunks_in_use.store(n as u64, Ordering::Relaxed);
     }
 
     /// Creation number of the segment last published here, unvalidated.
-    pub fn sequence(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn sequence(&self) -> u64 {
         self.sequence.load(Ordering::Acquire)
     }
 
@@ -297,7 +301,7 @@ impl SlotRecord {
     /// publication therefore makes the second sequence load see that publication's (unique,
     /// never reused) sequence or a later one, which differs from the first read.
     #[inline]
-    pub fn live_sequence(&self) -> Option<u64> {
+    pub(crate) fn live_sequence(&self) -> Option<u64> {
         let first = self.sequence.load(Ordering::Acquire);
         #[cfg(test)]
         hooks::between_sequence_and_state(self);
@@ -309,12 +313,12 @@ impl SlotRecord {
     }
 
     /// Whether the slot holds a live segment, without validating its values.
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         self.state.load(Ordering::Acquire) == SLOT_LIVE
     }
 
     /// The published segment, or `None` when the slot is free or holds impossible values.
-    pub fn read(&self) -> Option<SlotInfo> {
+    pub(crate) fn read(&self) -> Option<SlotInfo> {
         if self.state.load(Ordering::Acquire) != SLOT_LIVE {
             return None;
         }
@@ -348,7 +352,7 @@ impl SlotRecord {
 /// the object it opened is the one the header describes (ids are reused).
 #[repr(C, align(64))]
 #[derive(Debug)]
-pub struct SegmentTrailer {
+pub(crate) struct SegmentTrailer {
     magic: AtomicU64,
     memory_id: AtomicU64,
     sequence: AtomicU64,
@@ -357,7 +361,7 @@ pub struct SegmentTrailer {
     _reserved: AtomicU32,
 }
 
-/// Bytes of a [`SegmentTrailer`].
+/// Bytes of the trailer at the end of every data segment.
 pub const TRAILER_SIZE: usize = size_of::<SegmentTrailer>();
 
 /// Where the trailer starts and how large the whole object is, for a payload size.
@@ -372,14 +376,14 @@ pub fn segment_geometry(payload_size: usize, page: usize) -> Option<(usize, usiz
 impl SegmentTrailer {
     /// # Safety
     /// `ptr` must be 64-byte aligned, valid for `TRAILER_SIZE` bytes and mapped for `'a`.
-    pub unsafe fn from_ptr<'a>(ptr: *const u8) -> &'a Self {
+    pub(crate) unsafe fn from_ptr<'a>(ptr: *const u8) -> &'a Self {
         // SAFETY: the caller's promise; all fields are atomics, valid for any bit pattern.
         unsafe { &*(ptr as *const Self) }
     }
 
     /// Stamps the trailer of segment `id`, creation `sequence` of `memory_id`; the magic is
     /// written last, so a reader that sees it sees the other fields.
-    pub fn write(&self, memory_id: u64, id: SegmentId, sequence: u64, payload_size: usize) {
+    pub(crate) fn write(&self, memory_id: u64, id: SegmentId, sequence: u64, payload_size: usize) {
         self.memory_id.store(memory_id, Ordering::Relaxed);
         self.sequence.store(sequence, Ordering::Relaxed);
         self.payload_size
@@ -390,7 +394,7 @@ impl SegmentTrailer {
     }
 
     /// The memory this segment belongs to, as written (0 when the trailer is not valid).
-    pub fn memory_id(&self) -> u64 {
+    pub(crate) fn memory_id(&self) -> u64 {
         if self.magic.load(Ordering::Acquire) == SEGMENT_MAGIC {
             self.memory_id.load(Ordering::Relaxed)
         } else {
@@ -399,7 +403,7 @@ impl SegmentTrailer {
     }
 
     /// Whether the trailer says this is segment `id` of creation `sequence` of `memory_id`.
-    pub fn matches(
+    pub(crate) fn matches(
         &self,
         memory_id: u64,
         id: SegmentId,

@@ -6,9 +6,14 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::backend::{Mapping, page_size};
+use crate::error::OsError;
 use crate::header::{HeaderInfo, MAX_SEGMENTS, MgmtHeader, SegmentTrailer, segment_geometry};
 use crate::slot::SlotCell;
 use crate::{AccessMode, Config, OpenError, PointerOffset, SegmentId, SegmentRegion, name};
+
+mod registration;
+
+pub use registration::Registration;
 
 /// How often a view re-reads a segment whose trailer disagrees with the header before it
 /// calls the memory corrupted (the owner may be replacing the segment right now).
@@ -25,7 +30,7 @@ const CONTENDED_PAUSE: Duration = Duration::from_micros(100);
 
 /// How a backend's `open` failure reads to a view; `unsized_object` is what an object without
 /// a size yet means (the owner is still creating it, or it was truncated).
-fn open_error(e: &std::io::Error, unsized_object: OpenError) -> OpenError {
+fn open_error(action: &'static str, e: &std::io::Error, unsized_object: OpenError) -> OpenError {
     match e.kind() {
         ErrorKind::NotFound => OpenError::DoesNotExist,
         ErrorKind::PermissionDenied => OpenError::InsufficientPermissions,
@@ -33,7 +38,7 @@ fn open_error(e: &std::io::Error, unsized_object: OpenError) -> OpenError {
         // Something other than a memory object under the name (FIFO, symbolic link,
         // directory), or an object too large to map: not what the owner made.
         ErrorKind::InvalidData => OpenError::Corrupted,
-        _ => OpenError::InternalError,
+        _ => OpenError::InternalError(OsError::from_io(action, e)),
     }
 }
 
@@ -98,7 +103,13 @@ impl ViewBuilder {
                 .config
                 .get_backend()
                 .open(&mgmt_name, access)
-                .map_err(|e| open_error(&e, OpenError::InitializationNotYetFinalized))
+                .map_err(|e| {
+                    open_error(
+                        "opening the management object",
+                        &e,
+                        OpenError::InitializationNotYetFinalized,
+                    )
+                })
                 .and_then(|mgmt| {
                     // A sized object is locked by its creator, so a free lock means a dead
                     // owner, whatever the (possibly half-written or foreign) header says.
@@ -357,7 +368,7 @@ impl View {
                     &name::segment_name(&self.name, id, &self.config),
                     self.access,
                 )
-                .map_err(|e| open_error(&e, OpenError::Corrupted))?;
+                .map_err(|e| open_error("opening a data segment", &e, OpenError::Corrupted))?;
             mapping.close_handle();
             let verified = mapping.len() >= total && {
                 // SAFETY: trailer_at is 64-aligned and trailer_at + 64 <= total <= len.
@@ -392,7 +403,9 @@ impl View {
             let base = segment.mapping.as_ptr();
             if slot.install(segment, !is_newest, 1).is_err() {
                 // Only this function installs, under the lock, after seeing the slot free.
-                return Err(OpenError::InternalError);
+                return Err(OpenError::InternalError(OsError::unexplained(
+                    "installing a mapped segment in a slot that was just free",
+                )));
             }
             if is_newest
                 && let Some((previous, _)) = newest.replace((id, info.sequence))

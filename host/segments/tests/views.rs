@@ -6,8 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Env, backend_tests, layout, sid};
-use resmem::allocator::SegmentLayout;
-use resmem::header::{MGMT_SIZE, MgmtHeader, SegmentTrailer, segment_geometry};
+use resmem::header::MGMT_SIZE;
 use resmem::{
     AccessMode, AllocationStrategy, AllocatorKind, Config, CreateError, ManageError, Memory,
     NameError, OpenError, PointerOffset, ShmPointer, View,
@@ -27,7 +26,6 @@ backend_tests!(
         offsets_into_dead_segments_are_invalid,
         missing_memory_and_missing_segments_do_not_exist,
         open_during_initialisation_times_out,
-        open_waits_for_initialisation_to_finish,
         invalid_names_are_rejected_everywhere,
         longest_valid_name_works,
         unbounded_timeout_means_wait_as_long_as_needed,
@@ -430,79 +428,6 @@ fn open_of_sizeless_management_object_is_not_finalized(env: &Env) {
     assert!(start.elapsed() < Duration::from_secs(5));
     // SAFETY: there is no owner.
     assert_eq!(unsafe { resmem::remove("sizeless", &env.config) }, Ok(true));
-}
-
-fn open_waits_for_initialisation_to_finish(env: &Env) {
-    const FAKE_PID: u32 = 4_242_424;
-    const FAKE_MEMORY_ID: u64 = 0x0123_4567_89ab_cdef;
-    let mgmt = fake_uninitialised_mgmt(env, "late");
-    let delay = Duration::from_millis(200);
-    let start = Instant::now();
-    let view = std::thread::scope(|s| {
-        let owner = s.spawn(|| {
-            std::thread::sleep(delay);
-            // Do what MemoryBuilder::create does after creating the management object:
-            // lock it, write the header, create segment 0 with its trailer, publish, ready.
-            assert!(
-                mgmt.try_lock_exclusive().expect("lock"),
-                "nobody else holds the lock"
-            );
-            // SAFETY: the mapping is page aligned and at least MGMT_SIZE long; it lives
-            // until the end of the test.
-            let header = unsafe { MgmtHeader::from_ptr(mgmt.as_ptr()) };
-            header.init(
-                FAKE_MEMORY_ID,
-                env.prefix(),
-                FAKE_PID,
-                AllocatorKind::Pool,
-                BestFit,
-            );
-            let seg_layout: SegmentLayout = AllocatorKind::Pool
-                .initial_layout(layout(8, 8), 2)
-                .expect("a valid layout");
-            let (trailer_at, total) =
-                segment_geometry(seg_layout.payload_size, common::page()).expect("small payload");
-            let segment = env.create_object(&env.segment_name("late", 0), total);
-            // SAFETY: 64-aligned and inside the `total` bytes of the mapping.
-            let trailer = unsafe { SegmentTrailer::from_ptr(segment.as_ptr().add(trailer_at)) };
-            trailer.write(FAKE_MEMORY_ID, sid(0), 0, seg_layout.payload_size);
-            // SAFETY: offset 8 of the payload, inside the mapping, aligned.
-            unsafe { common::write_u64(segment.as_ptr().add(8), 0xC0FFEE) };
-            header.slot(sid(0)).publish(0, &seg_layout);
-            header.set_current(sid(0));
-            header.set_ready();
-            segment
-        });
-        let view = View::builder("late")
-            .config(&env.config)
-            .timeout(Duration::from_secs(20))
-            .open(AccessMode::Read);
-        (view, owner.join().expect("the fake owner"))
-    });
-    let (view, _segment) = view;
-    let view = view.expect("the view waited for the owner to finish");
-    assert!(
-        start.elapsed() >= delay,
-        "opened before the header was ready"
-    );
-    let info = view.header_info();
-    assert_eq!(
-        (info.owner_pid, info.strategy, info.current_segment),
-        (FAKE_PID, BestFit, sid(0))
-    );
-    assert!(view.is_owner_alive(), "the fake owner holds the lock");
-    assert_eq!(
-        read_through(&view, PointerOffset::new(sid(0), 8)),
-        Ok(0xC0FFEE)
-    );
-    drop(mgmt);
-    assert!(
-        !view.is_owner_alive(),
-        "the lock went with the owner's mapping"
-    );
-    drop(view);
-    // SAFETY: the fake owner is gone.
-    assert_eq!(unsafe { resmem::remove("late", &env.config) }, Ok(true));
 }
 
 fn invalid_names_are_rejected_everywhere(env: &Env) {

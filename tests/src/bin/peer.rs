@@ -481,6 +481,7 @@ fn serve(options: &Options) -> Result<()> {
                 match view.access_mode() {
                     AccessMode::Read => "read",
                     AccessMode::ReadWrite => "read-write",
+                    _ => "unknown",
                 }
             )),
             "maps" => maps(options).map(|m| format!("maps {}", m.join(" "))),

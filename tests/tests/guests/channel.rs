@@ -285,17 +285,15 @@ fn channel_config(max_loans: u32, max_borrowed: u32) -> ChannelConfig {
 #[test]
 fn channel_quotas_limits_and_checks_through_the_host() {
     let scope = Scope::new("gchq");
-    let policy = policy(
-        &scope,
-        Quotas {
-            publishers: 1,
-            subscribers: 1,
-            loans: 2,
-            borrowed: 1,
-            channel_config: 64,
-            ..Quotas::default()
-        },
-    );
+    let policy = policy(&scope, {
+        let mut quotas = Quotas::default();
+        quotas.publishers = 1;
+        quotas.subscribers = 1;
+        quotas.loans = 2;
+        quotas.borrowed = 1;
+        quotas.channel_config = 64;
+        quotas
+    });
     let mut state = GuestState::new(WasiCtxBuilder::new().build(), Arc::new(policy));
     let st = &mut state;
     let small = WitLayout { size: 64, align: 8 };

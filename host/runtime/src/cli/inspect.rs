@@ -172,6 +172,7 @@ pub fn rm(args: &RmArgs) -> Result<i32> {
                     args.name
                 );
             }
+            other => bail!("removing '{}': {other:?}", args.name),
         }
     };
     if removed {
@@ -212,8 +213,9 @@ pub fn gc(args: &GcArgs) -> Result<i32> {
                 .with_context(|| format!("removing '{name}'"))?
             {
                 StaleRemoval::Removed => true,
-                // Its owner came back to life (a new owner took the name) or another gc won.
-                StaleRemoval::OwnerAlive | StaleRemoval::NotFound => false,
+                // Its owner came back to life (a new owner took the name) or another gc won;
+                // anything else is no removal either.
+                _ => false,
             };
         if gone {
             println!("{verb} '{name}' (owner pid {pid}, gone)");

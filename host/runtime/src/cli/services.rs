@@ -133,8 +133,9 @@ pub fn gc(namespace: &str, config: &Config, dry_run: bool) -> Result<Vec<String>
                 .with_context(|| format!("removing service '{service}'"))?
             {
                 StaleRemoval::Removed => true,
-                // A new publisher took the name, or another gc won.
-                StaleRemoval::OwnerAlive | StaleRemoval::NotFound => false,
+                // A new publisher took the name, or another gc won; anything else is no
+                // removal either.
+                _ => false,
             };
         if gone {
             println!("{verb} service '{service}' (publisher pid {pid}, gone)");
@@ -173,5 +174,6 @@ pub fn rm(name: &str, config: &Config) -> Result<Option<bool>> {
                  it exits (--force does not apply to services)"
             )
         }
+        other => anyhow::bail!("removing service '{name}': {other:?}"),
     }
 }

@@ -40,6 +40,7 @@ pub struct SegmentLayout {
 
 /// Why an allocator could not serve a request; each reason triggers a new segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Exhausted {
     /// Every chunk (bucket, or the bump cursor's room) is taken.
     NoChunkLeft,
@@ -87,6 +88,7 @@ pub trait ChunkAllocator: Send + Sync + Debug {
 
 /// Which allocator a memory uses for all its segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum AllocatorKind {
     /// Fixed-size buckets; chunks are freed individually. The default.
     #[default]

@@ -84,7 +84,7 @@ impl From<ManageError> for ChannelError {
         match e {
             ManageError::InvalidName => Self::InvalidName,
             ManageError::InsufficientPermissions => Self::InsufficientPermissions,
-            ManageError::InternalError => Self::InternalError("managing objects failed".into()),
+            ManageError::InternalError(e) => Self::InternalError(format!("managing objects: {e}")),
         }
     }
 }

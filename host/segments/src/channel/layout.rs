@@ -323,6 +323,7 @@ impl Control {
 
 /// What a reader of a control object found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Validated {
     /// The publisher has not finished creating it.
     NotReady,
@@ -386,7 +387,7 @@ pub(crate) unsafe fn validate_raw(
     }))
 }
 
-/// [`validate_raw`] on bytes the caller owns (the fuzz target's entry point): the header is
+/// `validate_raw` on bytes the caller owns (the fuzz target's entry point): the header is
 /// read from a 128-byte aligned copy.
 pub fn validate(bytes: &[u8], prefix: &str) -> Result<Validated, ChannelError> {
     let mut aligned = vec![Line([0; LINE]); bytes.len().div_ceil(LINE)];

@@ -57,6 +57,7 @@ use std::time::Duration;
 
 /// What `send` does when a subscriber's queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[non_exhaustive]
 pub enum Overflow {
     /// The oldest queued sample is dropped (and released) to make room.
     #[default]

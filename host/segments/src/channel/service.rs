@@ -9,7 +9,10 @@ use crate::{AccessMode, Config, ManageError, StaleRemoval, error::manage_error};
 
 /// Names of every service under `config` (those whose control object exists), sorted.
 pub fn list_services(config: &Config) -> Result<Vec<String>, ManageError> {
-    let objects = config.get_backend().list().map_err(|e| manage_error(&e))?;
+    let objects = config
+        .get_backend()
+        .list()
+        .map_err(|e| manage_error("listing the objects", &e))?;
     let mut services: Vec<String> = objects
         .iter()
         .filter_map(|os| names::parse_control(os, config))
@@ -29,7 +32,7 @@ pub fn is_publisher_alive(service: &str, config: &Config) -> Result<bool, Manage
     {
         Ok(locked) => Ok(locked),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(manage_error(&e)),
+        Err(e) => Err(manage_error("probing the publisher lock", &e)),
     }
 }
 
@@ -162,10 +165,12 @@ pub fn remove_stale_service(service: &str, config: &Config) -> Result<StaleRemov
         Ok(Some(lock)) => Some(lock),
         Ok(None) => return Ok(StaleRemoval::OwnerAlive),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(manage_error(&e)),
+        Err(e) => return Err(manage_error("taking the publisher lock", &e)),
     };
     if let Some(lock) = &lock
-        && !lock.is_linked().map_err(|e| manage_error(&e))?
+        && !lock
+            .is_linked()
+            .map_err(|e| manage_error("checking the locked object's name", &e))?
     {
         // Another remover took it first.
         return Ok(StaleRemoval::NotFound);
@@ -190,7 +195,7 @@ pub fn remove_stale_service(service: &str, config: &Config) -> Result<StaleRemov
     if lock.is_some() {
         backend
             .remove(&control_name)
-            .map_err(|e| manage_error(&e))?;
+            .map_err(|e| manage_error("removing the control object", &e))?;
     }
     drop(lock);
     Ok(if removed {

@@ -1,6 +1,7 @@
 //! Unit tests of the owner's segment lifecycle that need its private hooks.
 use super::*;
 use crate::{AccessMode, OpenError, ProcessLocal, View};
+use std::alloc::Layout;
 use std::cell::RefCell;
 use std::rc::Rc;
 

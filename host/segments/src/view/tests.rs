@@ -6,6 +6,8 @@ use crate::{AllocationStrategy, Memory, ProcessLocal};
 use std::alloc::Layout;
 use std::sync::Barrier;
 
+mod late_owner;
+
 fn config(tag: &str) -> Config {
     Config::default()
         .prefix(&format!("u{}_{tag}_", std::process::id()))

@@ -1,0 +1,220 @@
+//! Configuring and creating a memory: the management object, its header and segment 0.
+
+use std::alloc::Layout;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+
+use crate::allocator::AllocatorKind;
+use crate::backend::{CreateOptions, page_size};
+use crate::error::OsError;
+use crate::header::{MAX_SEGMENTS, MGMT_SIZE};
+use crate::slot::SlotCell;
+use crate::{AllocError, AllocationStrategy, Config, CreateError, SegmentBudget, SegmentId, name};
+
+use super::segment::SegmentError;
+use super::{GrowState, Memory};
+
+/// Configures and creates a [`Memory`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `create` is called"]
+pub struct MemoryBuilder {
+    name: String,
+    config: Config,
+    chunk_layout: Layout,
+    chunks: usize,
+    strategy: AllocationStrategy,
+    allocator: AllocatorKind,
+    budget: Option<Arc<dyn SegmentBudget>>,
+    reclaim_stale: bool,
+}
+
+/// How often `create` with `reclaim_stale` removes a stale memory and tries again before it
+/// gives up (each round means another process recreated the name in between).
+const RECLAIM_ATTEMPTS: usize = 4;
+
+impl MemoryBuilder {
+    /// The defaults, for a memory called `name`.
+    pub(super) fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            config: Config::default(),
+            chunk_layout: Layout::new::<u8>(),
+            chunks: 1,
+            strategy: AllocationStrategy::default(),
+            allocator: AllocatorKind::default(),
+            budget: None,
+            reclaim_stale: false,
+        }
+    }
+
+    /// Where the objects live and how they are named (prefix, suffix, backend, permissions).
+    pub fn config(mut self, config: &Config) -> Self {
+        self.config = config.clone();
+        self
+    }
+
+    /// The largest chunk expected; sizes the buckets of segment 0. Default: 1 byte.
+    pub fn max_chunk_layout_hint(mut self, layout: Layout) -> Self {
+        self.chunk_layout = layout;
+        self
+    }
+
+    /// How many chunks are expected at once; sizes segment 0. Default: 1.
+    pub fn max_number_of_chunks_hint(mut self, chunks: usize) -> Self {
+        self.chunks = chunks;
+        self
+    }
+
+    /// How a new segment is sized when a chunk does not fit. Default: power of two.
+    pub fn allocation_strategy(mut self, strategy: AllocationStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// The allocator of every segment. Default: [`AllocatorKind::Pool`].
+    pub fn allocator(mut self, allocator: AllocatorKind) -> Self {
+        self.allocator = allocator;
+        self
+    }
+
+    /// Caps the bytes of all data segments (shared with other memories if the same budget is
+    /// given to them). Default: unlimited.
+    pub fn budget(mut self, budget: Arc<dyn SegmentBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// When the name is taken by a *stale* memory (its owner died without removing it),
+    /// remove that memory and create this one in its place. A live owner's name is never
+    /// taken: the owner lock decides (see [`remove_stale`](crate::remove_stale)), so of two
+    /// processes reclaiming the same name at once exactly one succeeds. Default: off (a stale
+    /// name fails with `AlreadyExists`).
+    pub fn reclaim_stale(mut self, reclaim: bool) -> Self {
+        self.reclaim_stale = reclaim;
+        self
+    }
+
+    /// Creates the management segment and segment 0. Fails with `AlreadyExists` if the name is
+    /// taken, also by a crashed owner's leftovers unless [`MemoryBuilder::reclaim_stale`] is
+    /// set.
+    pub fn create(self) -> Result<Memory, CreateError> {
+        if !self.reclaim_stale {
+            return self.create_once();
+        }
+        for _ in 0..RECLAIM_ATTEMPTS {
+            match self.clone().create_once() {
+                Err(CreateError::AlreadyExists) => {}
+                other => return other,
+            }
+            match crate::remove_stale(&self.name, &self.config) {
+                // Gone (by us or by another remover): try again.
+                Ok(crate::StaleRemoval::Removed | crate::StaleRemoval::NotFound) => {}
+                Ok(crate::StaleRemoval::OwnerAlive) => return Err(CreateError::AlreadyExists),
+                Err(crate::ManageError::InvalidName) => return Err(CreateError::InvalidName),
+                Err(crate::ManageError::InsufficientPermissions) => {
+                    return Err(CreateError::InsufficientPermissions);
+                }
+                Err(crate::ManageError::InternalError(e)) => {
+                    return Err(CreateError::InternalError(e));
+                }
+            }
+        }
+        Err(CreateError::AlreadyExists)
+    }
+
+    fn create_once(self) -> Result<Memory, CreateError> {
+        name::validate(&self.name, &self.config)?;
+        let layout = self
+            .allocator
+            .initial_layout(self.chunk_layout, self.chunks)
+            .map_err(|_| CreateError::InvalidHint)?;
+        let page = page_size();
+        let mgmt_size = MGMT_SIZE.next_multiple_of(page);
+        let backend = self.config.get_backend();
+        let mgmt = backend
+            .create(
+                &name::mgmt_name(&self.name, &self.config),
+                mgmt_size,
+                &CreateOptions {
+                    lock_exclusive: true,
+                    ..create_options(&self.config)
+                },
+            )
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => CreateError::AlreadyExists,
+                std::io::ErrorKind::PermissionDenied => CreateError::InsufficientPermissions,
+                _ => CreateError::InternalError(OsError::from_io(
+                    "creating the management object",
+                    &e,
+                )),
+            })?;
+        let memory = Memory {
+            memory_id: fresh_memory_id(),
+            name: self.name,
+            config: self.config,
+            mgmt,
+            slots: (0..MAX_SEGMENTS).map(|_| SlotCell::default()).collect(),
+            current: AtomicU32::new(0),
+            grow: Mutex::new(GrowState {
+                next_sequence: 1,
+                newest: SegmentId::new(0),
+            }),
+            strategy: self.strategy,
+            allocator: self.allocator,
+            budget: self.budget,
+            abandoned: false,
+            channel_owned: false,
+        };
+        // From here on, dropping `memory` removes whatever was created. The management
+        // object was locked at creation: the lock says "owner alive" to every process.
+        let header = memory.header();
+        header.init(
+            memory.memory_id,
+            memory.config.get_prefix(),
+            std::process::id(),
+            memory.allocator,
+            memory.strategy,
+        );
+        let id = SegmentId::new(0);
+        let segment = memory.create_segment(id, 0, layout).map_err(|e| match e {
+            SegmentError::Alloc(
+                AllocError::SizeTooLarge | AllocError::ExceedsMaxSupportedAlignment,
+            ) => CreateError::InvalidHint,
+            SegmentError::Alloc(AllocError::QuotaExceeded) => CreateError::QuotaExceeded,
+            SegmentError::Os(e) => CreateError::InternalError(e),
+            // Segment 0's name now belongs to another memory (`remove` handed ours on).
+            SegmentError::Alloc(_) => {
+                CreateError::InternalError(OsError::unexplained("creating segment 0"))
+            }
+        })?;
+        if memory.slots[0].install(segment, false, 0).is_err() {
+            return Err(CreateError::InternalError(OsError::unexplained(
+                "installing segment 0",
+            )));
+        }
+        header.slot(id).publish(0, &layout);
+        header.set_current(id);
+        header.set_ready();
+        Ok(memory)
+    }
+}
+
+/// A random, non-zero id for a new memory. std's `RandomState` is seeded from the OS's
+/// randomness once per process; mixing in the time and pid separates processes that fork.
+fn fresh_memory_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(now.as_nanos());
+    }
+    hasher.finish().max(1)
+}
+
+pub(super) fn create_options(config: &Config) -> CreateOptions {
+    CreateOptions {
+        permissions: config.get_permissions(),
+        prefault: config.get_prefault(),
+        lock_exclusive: false,
+    }
+}

@@ -123,12 +123,10 @@ impl Export {
     ) {
         for out in rx {
             let size = out.message.len() as u64;
-            if matching.now() && publisher.put(out.message).wait().is_ok() {
-                Counters::add(&self.counters.samples, 1);
-                Counters::add(&self.counters.bytes, out.len);
-            } else {
-                Counters::add(&self.counters.dropped, 1);
-            }
+            self.count(
+                matching.now() && publisher.put(out.message).wait().is_ok(),
+                out.len,
+            );
             queued.remove(size);
         }
     }
@@ -236,16 +234,21 @@ impl Export {
         }
     }
 
-    /// Puts `message` from the receiving thread; a put that waited for room closes the direct
-    /// path for a while, so that a congested link never slows the local subscriber.
-    fn put_direct(&self, outbox: &mut Outbox<'_>, message: Vec<u8>, len: u64) {
-        let started = Instant::now();
-        if outbox.direct.put(message).wait().is_ok() {
+    /// Counts one put of a `len`-byte sample: forwarded, or dropped.
+    fn count(&self, put: bool, len: u64) {
+        if put {
             Counters::add(&self.counters.samples, 1);
             Counters::add(&self.counters.bytes, len);
         } else {
             Counters::add(&self.counters.dropped, 1);
         }
+    }
+
+    /// Puts `message` from the receiving thread; a put that waited for room closes the direct
+    /// path for a while, so that a congested link never slows the local subscriber.
+    fn put_direct(&self, outbox: &mut Outbox<'_>, message: Vec<u8>, len: u64) {
+        let started = Instant::now();
+        self.count(outbox.direct.put(message).wait().is_ok(), len);
         let took = started.elapsed();
         if took > SLOW_PUT {
             outbox.cool_off_until = Some(started + took + COOL_OFF);

@@ -17,7 +17,7 @@ use resmem_host::bindings::api::{Host, HostMemory, HostView, MemoryConfig};
 use resmem_host::bindings::types::{
     AccessMode, AllocationStrategy, ContentPlacement, Error, Layout, PointerOffset,
 };
-use resmem_host::{GuestState, Policy, Quotas, Usage};
+use resmem_host::{GuestState, Policy, Quotas, ResmemView, Usage};
 use wasmtime::component::Resource;
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -317,15 +317,15 @@ impl Driver {
             ][input.below(3)],
         };
         let taken = self.memories.iter().any(|m| m.name == name);
-        let result = HostMemory::create(&mut self.state, name.clone(), config);
+        let result = HostMemory::create(&mut self.state.resmem(), name.clone(), config);
         match self.note(result) {
             Ok(handle) => {
                 assert!(!taken, "created {name:?} twice");
                 let rep = handle.rep();
-                let got = HostMemory::name(&mut self.state, borrow(rep)).unwrap();
+                let got = HostMemory::name(&mut self.state.resmem(), borrow(rep)).unwrap();
                 assert_eq!(got, name);
                 let strategy =
-                    HostMemory::allocation_strategy(&mut self.state, borrow(rep)).unwrap();
+                    HostMemory::allocation_strategy(&mut self.state.resmem(), borrow(rep)).unwrap();
                 assert_eq!(strategy, config.allocation_strategy);
                 self.memories.push(MemoryModel {
                     rep,
@@ -352,13 +352,13 @@ impl Driver {
             return;
         };
         let memory = self.memories.swap_remove(m);
-        HostMemory::drop(&mut self.state, Resource::new_own(memory.rep)).unwrap();
+        HostMemory::drop(&mut self.state.resmem(), Resource::new_own(memory.rep)).unwrap();
         for view in &mut self.views {
             if view.memory.as_deref() == Some(&memory.name) {
                 view.memory = None;
             }
         }
-        let exists = Host::exists(&mut self.state, memory.name.clone());
+        let exists = Host::exists(&mut self.state.resmem(), memory.name.clone());
         let exists = self.note(exists);
         assert!(
             matches!(exists, Ok(false)),
@@ -373,7 +373,7 @@ impl Driver {
         };
         let layout = Self::layout(input);
         let rep = self.memories[m].rep;
-        let result = HostMemory::allocate(&mut self.state, borrow(rep), layout);
+        let result = HostMemory::allocate(&mut self.state.resmem(), borrow(rep), layout);
         match self.note(result) {
             Ok(offset) => self.admit(m, offset, layout),
             Err(e) => Self::expect_err(
@@ -411,7 +411,13 @@ impl Driver {
         self.salt += 1;
         let data = fill(layout.size as usize, self.salt);
         let rep = self.memories[m].rep;
-        let written = HostMemory::write(&mut self.state, borrow(rep), offset, 0, data.clone());
+        let written = HostMemory::write(
+            &mut self.state.resmem(),
+            borrow(rep),
+            offset,
+            0,
+            data.clone(),
+        );
         self.note(written)
             .unwrap_or_else(|e| panic!("filling a new chunk: {e:?}"));
         self.memories[m].chunks.insert(pack(offset), data);
@@ -424,7 +430,7 @@ impl Driver {
         };
         let offset = self.offset(input, Some(m));
         let rep = self.memories[m].rep;
-        let result = HostMemory::deallocate(&mut self.state, borrow(rep), offset);
+        let result = HostMemory::deallocate(&mut self.state.resmem(), borrow(rep), offset);
         let result = self.note(result);
         let packed = pack(offset);
         if offset.offset < 1 << 56 && self.memories[m].chunks.contains_key(&packed) {
@@ -451,7 +457,13 @@ impl Driver {
             layout.size = old + layout.size % (16 * KIB);
         }
         let rep = self.memories[m].rep;
-        let result = HostMemory::grow(&mut self.state, borrow(rep), offset, layout, placement);
+        let result = HostMemory::grow(
+            &mut self.state.resmem(),
+            borrow(rep),
+            offset,
+            layout,
+            placement,
+        );
         match self.note(result) {
             Ok(grown) => {
                 assert!(live, "grow of a non-chunk {offset:?} succeeded");
@@ -465,7 +477,8 @@ impl Driver {
                     ContentPlacement::Front => 0,
                     ContentPlacement::Back => new - old.len(),
                 };
-                let read = HostMemory::read(&mut self.state, borrow(rep), grown, 0, new as u64);
+                let read =
+                    HostMemory::read(&mut self.state.resmem(), borrow(rep), grown, 0, new as u64);
                 let bytes = self.note(read).expect("read a grown chunk");
                 assert_eq!(bytes.len(), new);
                 assert!(
@@ -560,7 +573,13 @@ impl Driver {
         self.salt += 1;
         let data = fill(len as usize, self.salt);
         let rep = self.memories[m].rep;
-        let result = HostMemory::write(&mut self.state, borrow(rep), offset, at, data.clone());
+        let result = HostMemory::write(
+            &mut self.state.resmem(),
+            borrow(rep),
+            offset,
+            at,
+            data.clone(),
+        );
         let result = self.note(result);
         match size {
             Some(size) if at.checked_add(len).is_some_and(|end| end <= size) => {
@@ -588,7 +607,7 @@ impl Driver {
         let size = self.chunk_size(m, offset);
         let (at, len) = Self::range(input, size);
         let rep = self.memories[m].rep;
-        let result = HostMemory::read(&mut self.state, borrow(rep), offset, at, len);
+        let result = HostMemory::read(&mut self.state.resmem(), borrow(rep), offset, at, len);
         let result = self.note(result);
         match size {
             Some(size) if at.checked_add(len).is_some_and(|end| end <= size) => {
@@ -620,7 +639,7 @@ impl Driver {
             AccessMode::Read
         };
         let timeout = u32::from(input.byte() % 3);
-        let result = HostView::open(&mut self.state, name.clone(), mode, timeout);
+        let result = HostView::open(&mut self.state.resmem(), name.clone(), mode, timeout);
         let live = self.memories.iter().any(|m| m.name == name);
         match self.note(result) {
             Ok(handle) => {
@@ -648,7 +667,7 @@ impl Driver {
             return;
         };
         let view = self.views.swap_remove(v);
-        HostView::drop(&mut self.state, Resource::new_own(view.rep)).unwrap();
+        HostView::drop(&mut self.state.resmem(), Resource::new_own(view.rep)).unwrap();
     }
 
     /// The memory index a view shows, if its owner still lives.
@@ -662,7 +681,8 @@ impl Driver {
             return;
         };
         let offset = self.offset(input, self.view_memory(v));
-        let result = HostView::register(&mut self.state, borrow(self.views[v].rep), offset);
+        let result =
+            HostView::register(&mut self.state.resmem(), borrow(self.views[v].rep), offset);
         match self.note(result) {
             Ok(()) => *self.views[v].registered.entry(pack(offset)).or_default() += 1,
             Err(e) => {
@@ -690,7 +710,8 @@ impl Driver {
         } else {
             self.offset(input, self.view_memory(v))
         };
-        let result = HostView::unregister(&mut self.state, borrow(self.views[v].rep), offset);
+        let result =
+            HostView::unregister(&mut self.state.resmem(), borrow(self.views[v].rep), offset);
         let result = self.note(result);
         let packed = pack(offset);
         match self.views[v].registered.get_mut(&packed) {
@@ -722,7 +743,13 @@ impl Driver {
         let m = self.view_memory(v);
         let size = m.and_then(|m| self.chunk_size(m, offset));
         let (at, len) = Self::range(input, size);
-        let result = HostView::read(&mut self.state, borrow(self.views[v].rep), offset, at, len);
+        let result = HostView::read(
+            &mut self.state.resmem(),
+            borrow(self.views[v].rep),
+            offset,
+            at,
+            len,
+        );
         let result = self.note(result);
         let registered =
             offset.offset < 1 << 56 && self.views[v].registered.contains_key(&pack(offset));
@@ -767,7 +794,13 @@ impl Driver {
         self.salt += 1;
         let data = fill(len as usize, self.salt);
         let rep = self.views[v].rep;
-        let result = HostView::write(&mut self.state, borrow(rep), offset, at, data.clone());
+        let result = HostView::write(
+            &mut self.state.resmem(),
+            borrow(rep),
+            offset,
+            at,
+            data.clone(),
+        );
         let result = self.note(result);
         let registered =
             offset.offset < 1 << 56 && self.views[v].registered.contains_key(&pack(offset));
@@ -799,7 +832,7 @@ impl Driver {
     fn exists(&mut self, input: &mut Input<'_>) {
         let name = self.name(input);
         let live = self.memories.iter().any(|m| m.name == name);
-        let result = Host::exists(&mut self.state, name.clone());
+        let result = Host::exists(&mut self.state.resmem(), name.clone());
         match self.note(result) {
             Ok(found) => assert_eq!(found, live, "exists({name:?})"),
             Err(e) => {
@@ -810,7 +843,7 @@ impl Driver {
     }
 
     fn list(&mut self) {
-        let result = Host::list(&mut self.state);
+        let result = Host::list(&mut self.state.resmem());
         let mut listed = self.note(result).expect("list");
         listed.sort();
         let mut ours: Vec<String> = self.memories.iter().map(|m| m.name.clone()).collect();
@@ -821,7 +854,7 @@ impl Driver {
     fn remove(&mut self, input: &mut Input<'_>) {
         let name = self.name(input);
         let live = self.memories.iter().any(|m| m.name == name);
-        let result = Host::remove(&mut self.state, name.clone());
+        let result = Host::remove(&mut self.state.resmem(), name.clone());
         let result = self.note(result);
         if live {
             Self::expect_err("remove a live memory", result, &["permission-denied"]);
@@ -836,12 +869,14 @@ impl Driver {
     fn inspect(&mut self, input: &mut Input<'_>) {
         if let Some(m) = self.pick_memory(input) {
             let rep = self.memories[m].rep;
-            let n = HostMemory::number_of_active_segments(&mut self.state, borrow(rep)).unwrap();
+            let n = HostMemory::number_of_active_segments(&mut self.state.resmem(), borrow(rep))
+                .unwrap();
             assert!((1..=256).contains(&n), "{n} active segments");
         }
         if let Some(v) = self.pick_view(input) {
             let rep = self.views[v].rep;
-            let n = HostView::number_of_active_segments(&mut self.state, borrow(rep)).unwrap();
+            let n =
+                HostView::number_of_active_segments(&mut self.state.resmem(), borrow(rep)).unwrap();
             assert!(n <= 256, "{n} segments mapped by a view");
         }
     }
@@ -879,7 +914,7 @@ impl Driver {
                 .collect();
             for (packed, data) in chunks {
                 let read = HostMemory::read(
-                    &mut self.state,
+                    &mut self.state.resmem(),
                     borrow(rep),
                     unpack(packed),
                     0,
@@ -892,10 +927,10 @@ impl Driver {
             }
         }
         for view in std::mem::take(&mut self.views) {
-            HostView::drop(&mut self.state, Resource::new_own(view.rep)).unwrap();
+            HostView::drop(&mut self.state.resmem(), Resource::new_own(view.rep)).unwrap();
         }
         for memory in std::mem::take(&mut self.memories) {
-            HostMemory::drop(&mut self.state, Resource::new_own(memory.rep)).unwrap();
+            HostMemory::drop(&mut self.state.resmem(), Resource::new_own(memory.rep)).unwrap();
         }
         assert_eq!(
             self.state.usage(),

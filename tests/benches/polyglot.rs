@@ -258,7 +258,7 @@ fn main() -> Result<()> {
     let host = GuestHost::new(policy.clone(), EngineOptions::default())?;
     let components = guests
         .iter()
-        .map(|g| host.load(&g.bytes))
+        .map(|g| host.load(&g.bytes).map_err(anyhow::Error::from))
         .collect::<Result<Vec<_>>>()?;
     let mut samples: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); guests.len()];
     for round in 0..rounds {

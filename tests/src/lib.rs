@@ -17,6 +17,13 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The README's Rust code blocks, compiled and run as this crate's doctests by
+/// `cargo test --workspace` (guest-SDK blocks are `ignore`: they run only inside a wasm
+/// component; the guests in `guest/` hold the same code).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 use resmem::PointerOffset;
 
 pub mod control;

@@ -33,7 +33,7 @@ use resmem_host::bindings::types::{
     Layout as WitLayout, PointerOffset as WitOffset,
 };
 use resmem_host::run::Buffer;
-use resmem_host::{EngineOptions, GuestHost, GuestState, Policy, Quotas, RunOutcome};
+use resmem_host::{EngineOptions, GuestHost, GuestState, Policy, Quotas, ResmemView, RunOutcome};
 use support::*;
 use wasmtime::component::{Component, Resource};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -124,7 +124,10 @@ impl Running {
             .args(args);
         let (host, component) = (Arc::clone(host), component.clone());
         // The store, and with it the write ends of stdout and stderr, is gone when the run is.
-        let thread = std::thread::spawn(move || host.run_command(&component, &mut wasi));
+        let thread = std::thread::spawn(move || {
+            host.run_command(&component, &mut wasi)
+                .map_err(anyhow::Error::from)
+        });
         let lines = line_channel(stdout_reader);
         let stderr = std::thread::spawn(move || {
             let mut text = String::new();
@@ -799,10 +802,17 @@ fn trapping_guest_leaves_nothing_behind() {
     let mut guest = Running::start(&host, &trap, &["trap", "crash"]);
     assert_eq!(guest.line(), "allocated crash");
     let end = guest.finish();
-    let RunOutcome::Trapped(message) = &end.outcome else {
+    let RunOutcome::Trapped(trap) = &end.outcome else {
         panic!("a trap expected: {end:?}");
     };
-    assert!(message.contains("unreachable"), "{message}");
+    assert!(trap.message.contains("unreachable"), "{trap}");
+    // The trap code and the guest's frames are kept, not only the text.
+    assert_eq!(
+        trap.code,
+        Some(wasmtime::Trap::UnreachableCodeReached),
+        "{trap}"
+    );
+    assert!(!trap.backtrace.is_empty(), "{trap:?}");
     assert_eq!(end.outcome.exit_code(), 101);
     assert!(end.stdout.is_empty(), "{end:?}");
     assert!(
@@ -1130,72 +1140,78 @@ fn count_quotas_are_exact_and_freed_on_drop() {
     let borrow = |r: &Resource<resmem_host::GuestMemory>| Resource::new_borrow(r.rep());
     let small = WitLayout { size: 64, align: 8 };
 
-    let a = HostMemory::create(st, "a".into(), config())
+    let a = HostMemory::create(&mut st.resmem(), "a".into(), config())
         .unwrap()
         .unwrap();
-    let b = HostMemory::create(st, "b".into(), config())
+    let b = HostMemory::create(&mut st.resmem(), "b".into(), config())
         .unwrap()
         .unwrap();
-    let refused = HostMemory::create(st, "c".into(), config()).unwrap();
+    let refused = HostMemory::create(&mut st.resmem(), "c".into(), config()).unwrap();
     assert!(
         matches!(refused, Err(WitError::QuotaExceeded(_))),
         "{refused:?}"
     );
     assert_eq!(st.usage().memories, 2);
-    assert_eq!(Host::list(st).unwrap().unwrap(), ["a", "b"]);
-    HostMemory::drop(st, b).unwrap();
+    assert_eq!(Host::list(&mut st.resmem()).unwrap().unwrap(), ["a", "b"]);
+    HostMemory::drop(&mut st.resmem(), b).unwrap();
     assert_eq!(st.usage().memories, 1);
-    let c = HostMemory::create(st, "c".into(), config())
+    let c = HostMemory::create(&mut st.resmem(), "c".into(), config())
         .unwrap()
         .unwrap();
-    assert_eq!(Host::list(st).unwrap().unwrap(), ["a", "c"]);
+    assert_eq!(Host::list(&mut st.resmem()).unwrap().unwrap(), ["a", "c"]);
 
-    let first = HostMemory::allocate(st, borrow(&a), small)
+    let first = HostMemory::allocate(&mut st.resmem(), borrow(&a), small)
         .unwrap()
         .unwrap();
-    let second = HostMemory::allocate(st, borrow(&c), small)
+    let second = HostMemory::allocate(&mut st.resmem(), borrow(&c), small)
         .unwrap()
         .unwrap();
-    let refused = HostMemory::allocate(st, borrow(&a), small).unwrap();
+    let refused = HostMemory::allocate(&mut st.resmem(), borrow(&a), small).unwrap();
     assert!(
         matches!(refused, Err(WitError::QuotaExceeded(_))),
         "{refused:?}"
     );
     assert_eq!(st.usage().chunks, 2);
-    HostMemory::deallocate(st, borrow(&c), second)
+    HostMemory::deallocate(&mut st.resmem(), borrow(&c), second)
         .unwrap()
         .unwrap();
-    let third = HostMemory::allocate(st, borrow(&a), small)
+    let third = HostMemory::allocate(&mut st.resmem(), borrow(&a), small)
         .unwrap()
         .unwrap();
     assert_eq!(st.usage().chunks, 2);
 
-    let view = HostView::open(st, "a".into(), WitAccess::Read, 0)
+    let view = HostView::open(&mut st.resmem(), "a".into(), WitAccess::Read, 0)
         .unwrap()
         .unwrap();
-    let refused = HostView::open(st, "c".into(), WitAccess::Read, 0).unwrap();
+    let refused = HostView::open(&mut st.resmem(), "c".into(), WitAccess::Read, 0).unwrap();
     assert!(
         matches!(refused, Err(WitError::QuotaExceeded(_))),
         "{}",
         refused.is_ok()
     );
     let vb = || Resource::<resmem_host::GuestView>::new_borrow(view.rep());
-    HostView::register(st, vb(), first).unwrap().unwrap();
-    let refused = HostView::register(st, vb(), third).unwrap();
+    HostView::register(&mut st.resmem(), vb(), first)
+        .unwrap()
+        .unwrap();
+    let refused = HostView::register(&mut st.resmem(), vb(), third).unwrap();
     assert!(
         matches!(refused, Err(WitError::QuotaExceeded(_))),
         "{refused:?}"
     );
-    HostView::unregister(st, vb(), first).unwrap().unwrap();
-    HostView::register(st, vb(), third).unwrap().unwrap();
+    HostView::unregister(&mut st.resmem(), vb(), first)
+        .unwrap()
+        .unwrap();
+    HostView::register(&mut st.resmem(), vb(), third)
+        .unwrap()
+        .unwrap();
     assert_eq!(st.usage().registrations, 1);
-    HostView::drop(st, view).unwrap();
+    HostView::drop(&mut st.resmem(), view).unwrap();
     assert_eq!((st.usage().views, st.usage().registrations), (0, 0));
 
     // Dropping a memory returns its chunks to the quota; dropping the state removes the rest.
-    HostMemory::drop(st, a).unwrap();
+    HostMemory::drop(&mut st.resmem(), a).unwrap();
     assert_eq!((st.usage().memories, st.usage().chunks), (1, 0));
-    assert_eq!(Host::list(st).unwrap().unwrap(), ["c"]);
+    assert_eq!(Host::list(&mut st.resmem()).unwrap().unwrap(), ["c"]);
     drop(state);
     assert_empty(&scope);
 }
@@ -1252,22 +1268,34 @@ fn namespaces_isolate_guests_and_offsets_mean_the_same_natively() {
     };
     let mut in_a = state(&host_a);
     let mut in_b = state(&host_b);
-    assert_eq!(Host::list(&mut in_a).unwrap().unwrap(), ["shared"]);
-    assert!(Host::exists(&mut in_a, "shared".into()).unwrap().unwrap());
+    assert_eq!(Host::list(&mut in_a.resmem()).unwrap().unwrap(), ["shared"]);
+    assert!(
+        Host::exists(&mut in_a.resmem(), "shared".into())
+            .unwrap()
+            .unwrap()
+    );
     assert_eq!(
-        Host::list(&mut in_b).unwrap().unwrap(),
+        Host::list(&mut in_b.resmem()).unwrap().unwrap(),
         Vec::<String>::new()
     );
-    assert!(!Host::exists(&mut in_b, "shared".into()).unwrap().unwrap());
-    let opened = HostView::open(&mut in_b, "shared".into(), WitAccess::Read, 0).unwrap();
+    assert!(
+        !Host::exists(&mut in_b.resmem(), "shared".into())
+            .unwrap()
+            .unwrap()
+    );
+    let opened = HostView::open(&mut in_b.resmem(), "shared".into(), WitAccess::Read, 0).unwrap();
     assert!(
         matches!(opened, Err(WitError::DoesNotExist)),
         "{}",
         opened.is_ok()
     );
     // B cannot remove A's memory either: for B it does not exist.
-    assert!(!Host::remove(&mut in_b, "shared".into()).unwrap().unwrap());
-    let removed = Host::remove(&mut in_a, "shared".into()).unwrap();
+    assert!(
+        !Host::remove(&mut in_b.resmem(), "shared".into())
+            .unwrap()
+            .unwrap()
+    );
+    let removed = Host::remove(&mut in_a.resmem(), "shared".into()).unwrap();
     assert!(
         matches!(removed, Err(WitError::PermissionDenied(_))),
         "a live owner's memory"
@@ -1337,13 +1365,18 @@ fn nested_namespaces_are_isolated() {
         WasiCtxBuilder::new().build(),
         Arc::new(host_outer.policy().clone()),
     );
-    let listed = Host::list(&mut in_outer).unwrap().unwrap();
-    let exists = Host::exists(&mut in_outer, "inner_frames".into())
+    let listed = Host::list(&mut in_outer.resmem()).unwrap().unwrap();
+    let exists = Host::exists(&mut in_outer.resmem(), "inner_frames".into())
         .unwrap()
         .unwrap();
-    let opened = HostView::open(&mut in_outer, "inner_frames".into(), WitAccess::Read, 0)
-        .unwrap()
-        .is_ok();
+    let opened = HostView::open(
+        &mut in_outer.resmem(),
+        "inner_frames".into(),
+        WitAccess::Read,
+        0,
+    )
+    .unwrap()
+    .is_ok();
     let end = run(
         &host_outer,
         &load(&host_outer, resmem_guests::CONSUMER_WASM),
@@ -1385,7 +1418,7 @@ fn guest_remove_refuses_a_live_owner_with_a_corrupted_header() {
         WasiCtxBuilder::new().build(),
         Arc::new(host.policy().clone()),
     );
-    let refused = Host::remove(&mut state, "live".into()).unwrap();
+    let refused = Host::remove(&mut state.resmem(), "live".into()).unwrap();
     assert!(
         matches!(refused, Err(WitError::PermissionDenied(_))),
         "intact header: {refused:?}"
@@ -1404,7 +1437,7 @@ fn guest_remove_refuses_a_live_owner_with_a_corrupted_header() {
         "{corrupted:?}"
     );
 
-    let refused = Host::remove(&mut state, "live".into()).unwrap();
+    let refused = Host::remove(&mut state.resmem(), "live".into()).unwrap();
     let still_there = scope.object_exists(&scope.segment_object("live", spec.offset.segment_id()));
     drop(state);
     drop(memory);
@@ -1688,7 +1721,7 @@ mod every_guest {
             },
             len: 0,
         };
-        plugin.process(&empty)
+        plugin.process(&empty).map_err(anyhow::Error::from)
     }
 
     pub fn filter(host: &Arc<GuestHost>) {
@@ -1845,7 +1878,7 @@ fn truncate_objects(scope: &Scope, objects: &[String]) {
 
 /// Whether a trap message says the guest touched memory it may not.
 fn is_memory_fault(outcome: &RunOutcome) -> bool {
-    matches!(outcome, RunOutcome::Trapped(m) if m.contains("memory fault") || m.contains("out of bounds"))
+    matches!(outcome, RunOutcome::Trapped(t) if t.message.contains("memory fault") || t.message.contains("out of bounds"))
 }
 
 /// The window guest maps a 64 MiB chunk and fills it with its own stores; a native peer

@@ -78,7 +78,9 @@ impl Guest {
         let (host, component) = (Arc::clone(host), component.clone());
         let started = Instant::now();
         let thread = std::thread::spawn(move || {
-            let outcome = host.run_command(&component, &mut wasi);
+            let outcome = host
+                .run_command(&component, &mut wasi)
+                .map_err(anyhow::Error::from);
             (outcome, Instant::now())
         });
         Self {

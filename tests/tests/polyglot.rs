@@ -20,7 +20,7 @@
 //! pass — unless `RESMEM_REQUIRE_POLYGLOT=1` (set by `.ci/run`), which makes that a failure.
 //!
 //! The `resmem` binary is the one cargo built next to this test (`cargo test --workspace`
-//! builds it; alone: `cargo build -p resmem-host && cargo test -p resmem-e2e --test
+//! builds it; alone: `cargo build -p resmem-cli && cargo test -p resmem-e2e --test
 //! polyglot`), or `$RESMEM_BIN`.
 
 mod support;
@@ -200,7 +200,7 @@ fn resmem_bin() -> PathBuf {
         });
     assert!(
         path.is_file(),
-        "no resmem binary at {}: run `cargo build -p resmem-host` first (cargo test \
+        "no resmem binary at {}: run `cargo build -p resmem-cli` first (cargo test \
          --workspace builds it) or set RESMEM_BIN",
         path.display()
     );

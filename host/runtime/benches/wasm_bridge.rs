@@ -2,7 +2,7 @@
 //! same operations done natively through resmem and against a no-op host call, in one process
 //! and one run.
 //!
-//! `cargo bench -p resmem-host --bench wasm_bridge` (set `RESMEM_BENCH_SCALE=0.2` for a quick
+//! `cargo bench -p resmem-host --features bench-support --bench wasm_bridge` (set `RESMEM_BENCH_SCALE=0.2` for a quick
 //! pass, `RESMEM_BENCH_ROUNDS` for more or fewer rounds than 3). The guest (`guest/bench`)
 //! times itself with the WASI monotonic clock and prints `bench <name> <median ns>`; this
 //! harness then times the native counterparts with the same loop counts, in rounds (guest,
@@ -19,7 +19,7 @@
 //!   (open, fstat, mmap, trailer check), the anchor of the guest's first `map` of a segment.
 //!
 //! To show where a guest's time goes, the column `host fn` calls the host's implementation of
-//! the same call directly, without wasm (`HostMemory::allocate` etc. on a `GuestState`): for
+//! the same call directly, without wasm (`HostMemory::allocate` etc. on a `ResmemCtxView`): for
 //! `write` with a fresh `Vec` of the data, as the canonical ABI hands it over; for `read`
 //! dropping the returned `Vec`, which the canonical ABI would copy into the guest. The guest's
 //! `method` row (`memory.allocation-strategy`) is the floor of every call on a `memory`.
@@ -41,7 +41,9 @@ use anyhow::{Context, Result, bail, ensure};
 use resmem::{AllocationStrategy, Config, Memory};
 use resmem_host::bindings::api::{HostMemory, MemoryConfig};
 use resmem_host::bindings::types::{AllocationStrategy as WitStrategy, Layout as WitLayout};
-use resmem_host::{EngineOptions, GuestHost, GuestMemory, GuestState, Policy, RunOutcome};
+use resmem_host::{
+    EngineOptions, GuestHost, GuestMemory, GuestState, Policy, ResmemView, RunOutcome,
+};
 use wasmtime::component::{Component, Resource};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::cli::OutputFile;
@@ -282,7 +284,7 @@ fn native_first_mapping(config: &Config, samples: usize) -> Result<f64> {
     Ok(median(&mut times))
 }
 
-/// The host's implementation of each call, called directly on a `GuestState` (no wasm, no
+/// The host's implementation of each call, called directly on a `ResmemCtxView` (no wasm, no
 /// canonical ABI); name → ns.
 fn run_host_fn(scale: f64) -> Result<BTreeMap<String, f64>> {
     fn ok<T>(outcome: wasmtime::Result<Result<T, resmem_host::bindings::types::Error>>) -> T {
@@ -295,7 +297,8 @@ fn run_host_fn(scale: f64) -> Result<BTreeMap<String, f64>> {
         .quotas(bench_quotas())
         .build();
     let config = policy.config().clone();
-    let mut state = GuestState::new(WasiCtxBuilder::new().build(), std::sync::Arc::new(policy));
+    let mut guest = GuestState::new(WasiCtxBuilder::new().build(), std::sync::Arc::new(policy));
+    let mut state = guest.resmem();
     let borrow = |handle: &Resource<GuestMemory>| Resource::<GuestMemory>::new_borrow(handle.rep());
     let mut results = BTreeMap::new();
 
@@ -353,7 +356,7 @@ fn run_host_fn(scale: f64) -> Result<BTreeMap<String, f64>> {
     }
     ok(state.deallocate(borrow(&io), chunk));
     HostMemory::drop(&mut state, io)?;
-    drop(state);
+    drop(guest);
     let leftovers = resmem::list(&config)?;
     ensure!(
         leftovers.is_empty(),

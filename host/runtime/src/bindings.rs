@@ -12,8 +12,8 @@ pub mod guest {
         imports: { default: trappable },
         additional_derives: [PartialEq, Eq],
         with: {
-            "resmem:memory/resizable-memory.memory": crate::state::GuestMemory,
-            "resmem:memory/resizable-memory.view": crate::state::GuestView,
+            "resmem:memory/resizable-memory.memory": crate::resources::GuestMemory,
+            "resmem:memory/resizable-memory.view": crate::resources::GuestView,
             "resmem:memory/channel.publisher": crate::channel::GuestPublisher,
             "resmem:memory/channel.subscriber": crate::channel::GuestSubscriber,
             // wasmtime-wasi's own pollables (and its `poll`, already in the linker), so a
@@ -40,6 +40,7 @@ pub mod plugin {
 }
 
 /// The `bench` world: the bridge benchmark guest, which additionally imports `bench-support`.
+#[cfg(feature = "bench-support")]
 #[allow(missing_docs)] // generated
 pub mod bench {
     wasmtime::component::bindgen!({

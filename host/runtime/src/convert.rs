@@ -165,6 +165,24 @@ pub fn range(at: u64, len: u64, limit: u64, what: &str) -> Result<(), Error> {
     }
 }
 
+impl From<crate::window::SegmentsError> for Error {
+    fn from(e: crate::window::SegmentsError) -> Self {
+        use crate::window::SegmentsError;
+        match e {
+            SegmentsError::Full { .. } => Self::QuotaExceeded(e.to_string()),
+            SegmentsError::Broken(_) | SegmentsError::NotAttached | SegmentsError::Map(_) => {
+                Self::Io(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<PointerOffset> for wit::PointerOffset {
+    fn from(offset: PointerOffset) -> Self {
+        to_wit_offset(offset)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use wasmtime::{Engine, Store, Trap};
 
+use crate::ctx::ResmemView;
+
 /// How often the epoch advances: the resolution of every deadline.
 pub const TICK: Duration = Duration::from_millis(10);
 
@@ -18,15 +20,19 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// `current + delta` cannot overflow.
 const NEVER: u64 = u64::MAX / 2;
 
-/// The thread that advances an engine's epoch; stopped and joined when dropped.
+/// The thread that advances an engine's epoch every [`TICK`]; stopped and joined when dropped.
+/// Deadlines ([`arm_deadline`]) need one running for the engine, and an engine with
+/// `epoch_interruption` on; an embedder starts it explicitly, nothing else does.
 #[derive(Debug)]
-pub(crate) struct Ticker {
+#[must_use = "the ticker stops when dropped"]
+pub struct EpochTicker {
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Ticker {
-    pub(crate) fn start(engine: &Engine) -> std::io::Result<Self> {
+impl EpochTicker {
+    /// Starts the thread for `engine`.
+    pub fn start(engine: &Engine) -> std::io::Result<Self> {
         let engine = engine.clone();
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -44,7 +50,7 @@ impl Ticker {
     }
 }
 
-impl Drop for Ticker {
+impl Drop for EpochTicker {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
@@ -53,7 +59,17 @@ impl Drop for Ticker {
     }
 }
 
-/// Gives the next entry into the guest `deadline` of wall-clock time (`None`: unlimited).
+/// Gives the next entry into the guest `deadline` of wall-clock time (`None`: unlimited), for
+/// compiled code (the epoch: the engine needs `epoch_interruption` and an [`EpochTicker`]) and
+/// for host calls that wait on the guest's behalf (its subscribers' pollables). Call it before
+/// every entry (an instantiation, a call of an export) that should be limited.
+pub fn arm_deadline<T: ResmemView>(store: &mut Store<T>, deadline: Option<Duration>) {
+    arm(store, deadline);
+    let at = deadline.and_then(|d| std::time::Instant::now().checked_add(d));
+    store.data_mut().resmem().ctx.set_deadline(at);
+}
+
+/// The epoch part of [`arm_deadline`].
 pub(crate) fn arm<T>(store: &mut Store<T>, deadline: Option<Duration>) {
     store.epoch_deadline_trap();
     store.set_epoch_deadline(ticks(deadline));
@@ -68,11 +84,21 @@ fn ticks(deadline: Option<Duration>) -> u64 {
     })
 }
 
-/// Whether a guest call failed because the guest ran past its deadline.
-pub fn is_deadline_exceeded(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|e| e.downcast_ref::<Trap>() == Some(&Trap::Interrupt))
+/// Whether an error (a [`crate::HostError`], or anything whose chain of causes holds one or
+/// wasmtime's `Trap::Interrupt`) says that the guest ran past its deadline.
+pub fn is_deadline_exceeded(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if matches!(
+            e.downcast_ref::<crate::HostError>(),
+            Some(crate::HostError::DeadlineExceeded(_))
+        ) || e.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// [`is_deadline_exceeded`] for wasmtime's own error type.
@@ -118,7 +144,7 @@ mod tests {
     #[test]
     fn a_spinning_function_is_stopped_at_its_deadline() {
         let engine = crate::new_engine().unwrap();
-        let ticker = Ticker::start(&engine).unwrap();
+        let ticker = EpochTicker::start(&engine).unwrap();
         let module = Module::new(&engine, SPIN).unwrap();
         let mut store = Store::new(&engine, ());
         let spin = Instance::new(&mut store, &module, &[])
@@ -132,7 +158,7 @@ mod tests {
         let took = start.elapsed();
         assert!(interrupted(&error), "{error:?}");
         let error = anyhow::Error::from(error).context("calling spin");
-        assert!(is_deadline_exceeded(&error), "{error:?}");
+        assert!(is_deadline_exceeded(error.as_ref()), "{error:?}");
         assert!(took >= deadline, "stopped early, after {took:?}");
         assert!(took < deadline + Duration::from_secs(2), "took {took:?}");
 

@@ -2,13 +2,10 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
-
-use crate::window::{self, WindowCreator};
 
 /// Engine settings chosen by the host.
 #[derive(Debug, Clone, Default)]
@@ -28,40 +25,30 @@ impl EngineOptions {
     }
 }
 
-/// The engine configuration, deliberately:
+/// The engine `resmem run` and [`crate::GuestHost`] use:
 /// - the component model, without its async/concurrency machinery (`concurrency_support`
 ///   off): guests make plain synchronous calls, and the per-store concurrency state roughly
 ///   doubles the cost of every guest-to-host call (a prototype measured ~215 ns against ~85 ns
 ///   for a no-op round trip);
-/// - linear memories from [`WindowCreator`]: each a full 4 GiB reservation (so no bounds
-///   checks) that never moves, with the heap capped below the zero-copy window. Wasmtime's
-///   copy-on-write memory images do not combine with a custom creator (wasmtime 48 panics while
-///   instantiating), so data segments are copied in eagerly;
-/// - signal-based traps, so a guest access to an unmapped window page is a trap;
+/// - what the zero-copy window needs ([`crate::configure`]);
 /// - epoch interruption, so a guest that runs past its deadline is stopped (see
 ///   `Policy::deadline`); it adds one check per loop header and function entry and changes
 ///   the compiled code, which the cache key below covers (the compatibility hash includes the
 ///   engine's tunables);
-/// - everything else at wasmtime's defaults (Cranelift, on-demand instance allocation: the
-///   pooling allocator would bypass the creator).
+/// - everything else at wasmtime's defaults (Cranelift, on-demand instance allocation).
 ///
 /// A store of this engine made elsewhere than [`crate::GuestHost::store`] needs
-/// `Store::set_epoch_deadline` before it runs code: without one it traps at the first check.
-pub fn new_engine() -> Result<Engine> {
-    crate::sigbus::install();
-    Ok(Engine::new(&engine_config())?)
+/// `Store::set_epoch_deadline` (or [`crate::arm_deadline`]) before it runs code: without one
+/// it traps at the first check. Nothing here installs signal handlers or starts threads.
+pub fn new_engine() -> Result<Engine, crate::HostError> {
+    Engine::new(&engine_config()).map_err(|e| crate::HostError::Engine(e.into()))
 }
 
 fn engine_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.concurrency_support(false);
-    config.with_host_memory(Arc::new(WindowCreator));
-    config.memory_reservation(window::ADDRESS_SPACE);
-    config.memory_reservation_for_growth(0);
-    config.memory_may_move(false);
-    config.memory_init_cow(false);
-    config.signals_based_traps(true);
+    crate::configure(&mut config);
     config.epoch_interruption(true);
     config
 }

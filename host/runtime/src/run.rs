@@ -3,15 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
-use crate::bindings::{bench, guest, plugin};
-use crate::deadline::{self, Ticker};
+use crate::bindings::plugin;
+use crate::deadline::{self, EpochTicker};
 use crate::engine::{self, EngineOptions};
+use crate::error::{GuestTrap, HostError};
 use crate::{GuestState, Policy};
 
 pub use crate::bindings::plugin::exports::resmem::memory::filter::Buffer;
@@ -21,8 +21,8 @@ pub use crate::bindings::plugin::exports::resmem::memory::filter::Buffer;
 pub enum RunOutcome {
     /// `main` returned or the guest called `exit`: its exit code.
     Exited(i32),
-    /// The guest trapped; the message says where and why.
-    Trapped(String),
+    /// The guest trapped: wasmtime's trap code and the guest's backtrace.
+    Trapped(GuestTrap),
     /// The guest was still running at the policy's deadline (shown) and was stopped.
     DeadlineExceeded(Duration),
 }
@@ -48,36 +48,23 @@ pub struct GuestHost {
     policy: Arc<Policy>,
     options: EngineOptions,
     /// Advances the epoch the guests' deadlines are counted in; stops with the host.
-    _ticker: Ticker,
+    _ticker: EpochTicker,
 }
 
 impl GuestHost {
-    /// A host whose guests run under `policy`, on an engine built with `options`.
-    pub fn new(policy: Policy, options: EngineOptions) -> Result<Self> {
+    /// A host whose guests run under `policy`, on an engine built with `options`. Being the
+    /// convenience layer, it opts into both process-wide parts an embedder chooses itself:
+    /// the SIGBUS handler ([`crate::sigbus::install`]) and an [`EpochTicker`] for deadlines.
+    pub fn new(policy: Policy, options: EngineOptions) -> Result<Self, HostError> {
+        crate::sigbus::install();
         let engine = engine::new_engine()?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        // Interface by interface: the worlds also import `wasi:io/poll`, which WASI's linker
-        // above already serves (a subscriber's pollable is one of its pollables). Every world
-        // imports the same interfaces, so this one linker serves them all.
-        guest::resmem::memory::types::add_to_linker::<GuestState, HasSelf<GuestState>>(
-            &mut linker,
-            |s| s,
-        )?;
-        guest::resmem::memory::resizable_memory::add_to_linker::<GuestState, HasSelf<GuestState>>(
-            &mut linker,
-            |s| s,
-        )?;
-        guest::resmem::memory::channel::add_to_linker::<GuestState, HasSelf<GuestState>>(
-            &mut linker,
-            |s| s,
-        )?;
-        // The no-op host call of the bridge benchmark (world `bench`); any guest may import it.
-        bench::resmem::memory::bench_support::add_to_linker::<GuestState, HasSelf<GuestState>>(
-            &mut linker,
-            |s| s,
-        )?;
-        let ticker = Ticker::start(&engine).context("starting the epoch thread")?;
+        let linked = wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| crate::add_to_linker(&mut linker));
+        #[cfg(feature = "bench-support")]
+        let linked = linked.and_then(|()| crate::add_bench_support_to_linker(&mut linker));
+        linked.map_err(|e| HostError::Linker(e.into()))?;
+        let ticker = EpochTicker::start(&engine).map_err(HostError::Ticker)?;
         Ok(Self {
             engine,
             linker,
@@ -98,8 +85,9 @@ impl GuestHost {
     }
 
     /// Compiles (or loads from the cache) a component.
-    pub fn load(&self, bytes: &[u8]) -> Result<Component> {
+    pub fn load(&self, bytes: &[u8]) -> Result<Component, HostError> {
         engine::load_component(&self.engine, bytes, &self.options)
+            .map_err(|e| HostError::Compile(e.into()))
     }
 
     /// A fresh store for one guest with the given WASI context, its linear memories limited
@@ -109,8 +97,8 @@ impl GuestHost {
             &self.engine,
             GuestState::new(wasi.build(), Arc::clone(&self.policy)),
         );
-        store.limiter(|state| &mut state.limits);
-        arm(&mut store, self.policy.deadline());
+        store.limiter(|state| state.resmem.limiter());
+        crate::arm_deadline(&mut store, self.policy.deadline());
         store
     }
 
@@ -132,7 +120,7 @@ impl GuestHost {
         &self,
         component: &Component,
         wasi: &mut WasiCtxBuilder,
-    ) -> Result<RunOutcome> {
+    ) -> Result<RunOutcome, HostError> {
         let mut store = self.store(wasi);
         let command = match self.instantiate_command(&mut store, component) {
             Ok(command) => command,
@@ -143,8 +131,10 @@ impl GuestHost {
                 ));
             }
             Err(e) => {
-                return Err(anyhow::Error::from(e)
-                    .context("instantiating the component (is it a wasi:cli command?)"));
+                return Err(HostError::Instantiate {
+                    expected: "wasi:cli command",
+                    source: e.into(),
+                });
             }
         };
         let outcome = match command.wasi_cli_run().call_run(&mut store) {
@@ -155,7 +145,7 @@ impl GuestHost {
                 None if deadline::interrupted(&e) => {
                     RunOutcome::DeadlineExceeded(self.policy.deadline().unwrap_or_default())
                 }
-                None => RunOutcome::Trapped(format!("{e:?}")),
+                None => RunOutcome::Trapped(GuestTrap::new(&e)),
             },
         };
         // Dropping the store drops every memory and view the guest held, which writes headers a
@@ -165,14 +155,22 @@ impl GuestHost {
     }
 
     /// Instantiates a filter plugin; it lives (with its memories) as long as the `Plugin`.
-    pub fn plugin(&self, component: &Component, wasi: &mut WasiCtxBuilder) -> Result<Plugin> {
+    pub fn plugin(
+        &self,
+        component: &Component,
+        wasi: &mut WasiCtxBuilder,
+    ) -> Result<Plugin, HostError> {
         let mut store = self.store(wasi);
         let window = Arc::clone(store.data().window());
         let bindings = window
             .bind(|| plugin::Plugin::instantiate(&mut store, component, &self.linker))
-            .map_err(anyhow::Error::from)
-            .map_err(|e| deadline_context(e, self.policy.deadline()))
-            .context("instantiating the plugin (does it export resmem:memory/filter?)")?;
+            .map_err(|e| match self.policy.deadline() {
+                Some(limit) if deadline::interrupted(&e) => HostError::DeadlineExceeded(limit),
+                _ => HostError::Instantiate {
+                    expected: "plugin exporting resmem:memory/filter",
+                    source: e.into(),
+                },
+            })?;
         Ok(Plugin {
             store: std::mem::ManuallyDrop::new(store),
             bindings,
@@ -198,37 +196,22 @@ impl Drop for Plugin {
 
 impl Plugin {
     /// Hands one buffer to the plugin, which has the policy's deadline for this call. `Err`
-    /// is a trap or the deadline ([`crate::is_deadline_exceeded`] tells): the plugin is unusable
-    /// afterwards, and dropping it releases its memories. `Ok(Err(message))` is the plugin's
-    /// own refusal.
-    pub fn process(&mut self, input: &Buffer) -> Result<Result<Option<Buffer>, String>> {
-        arm(&mut self.store, self.deadline);
+    /// is a trap ([`HostError::Trapped`]) or the deadline ([`HostError::DeadlineExceeded`]):
+    /// the plugin is unusable afterwards, and dropping it releases its memories.
+    /// `Ok(Err(message))` is the plugin's own refusal.
+    pub fn process(&mut self, input: &Buffer) -> Result<Result<Option<Buffer>, String>, HostError> {
+        crate::arm_deadline(&mut self.store, self.deadline);
         self.bindings
             .resmem_memory_filter()
             .call_process(&mut *self.store, input)
-            .map_err(|e| deadline_context(e.into(), self.deadline))
+            .map_err(|e| match self.deadline {
+                Some(limit) if deadline::interrupted(&e) => HostError::DeadlineExceeded(limit),
+                _ => HostError::Trapped(GuestTrap::new(&e)),
+            })
     }
 
     /// The plugin's store data: its memories, views and usage.
     pub fn state(&self) -> &GuestState {
         self.store.data()
-    }
-}
-
-/// Arms the deadline of the next entry into the guest, for compiled code (the epoch) and for
-/// host calls that wait (the guest's pollables).
-fn arm(store: &mut Store<GuestState>, limit: Option<Duration>) {
-    deadline::arm(store, limit);
-    let at = limit.and_then(|d| std::time::Instant::now().checked_add(d));
-    store.data().deadline.set(at);
-}
-
-/// Says which deadline a guest overran, keeping the trap inspectable.
-fn deadline_context(error: anyhow::Error, limit: Option<Duration>) -> anyhow::Error {
-    match limit {
-        Some(limit) if deadline::is_deadline_exceeded(&error) => error.context(format!(
-            "the guest ran longer than its deadline of {limit:?}"
-        )),
-        _ => error,
     }
 }

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use resmem::{ChannelError, Publisher};
 use resmem_e2e::guest_frame as frame;
+use resmem_host::ResmemView;
 use resmem_host::bindings::channel_api::{
     ChannelConfig, HostPublisher, HostSubscriber, Overflow as WitOverflow,
 };
@@ -297,11 +298,12 @@ fn channel_quotas_limits_and_checks_through_the_host() {
     let mut state = GuestState::new(WasiCtxBuilder::new().build(), Arc::new(policy));
     let st = &mut state;
     let small = WitLayout { size: 64, align: 8 };
-    let p = HostPublisher::create(st, "a".into(), channel_config(8, 1))
+    let p = HostPublisher::create(&mut st.resmem(), "a".into(), channel_config(8, 1))
         .unwrap()
         .unwrap();
     let pb = || Resource::<resmem_host::GuestPublisher>::new_borrow(p.rep());
-    let refused = HostPublisher::create(st, "b".into(), channel_config(8, 1)).unwrap();
+    let refused =
+        HostPublisher::create(&mut st.resmem(), "b".into(), channel_config(8, 1)).unwrap();
     assert!(
         matches!(refused, Err(WitError::QuotaExceeded(_))),
         "{refused:?}"
@@ -309,129 +311,161 @@ fn channel_quotas_limits_and_checks_through_the_host() {
     let mut big = channel_config(8, 1);
     big.buffer_size = 65;
     assert!(matches!(
-        HostPublisher::create(st, "b".into(), big).unwrap(),
+        HostPublisher::create(&mut st.resmem(), "b".into(), big).unwrap(),
         Err(WitError::QuotaExceeded(_))
     ));
     assert_eq!(st.usage().publishers, 1);
 
-    let s = HostSubscriber::open(st, "a".into(), 0).unwrap().unwrap();
+    let s = HostSubscriber::open(&mut st.resmem(), "a".into(), 0)
+        .unwrap()
+        .unwrap();
     let sb = || Resource::<resmem_host::GuestSubscriber>::new_borrow(s.rep());
     assert!(matches!(
-        HostSubscriber::open(st, "a".into(), 0).unwrap(),
+        HostSubscriber::open(&mut st.resmem(), "a".into(), 0).unwrap(),
         Err(WitError::QuotaExceeded(_))
     ));
-    assert_eq!(HostPublisher::number_of_subscribers(st, pb()).unwrap(), 1);
+    assert_eq!(
+        HostPublisher::number_of_subscribers(&mut st.resmem(), pb()).unwrap(),
+        1
+    );
 
     // Loans: the quota of two, freed by discard; a failed send keeps the loan.
-    let l1 = HostPublisher::loan(st, pb(), small).unwrap().unwrap();
-    let l2 = HostPublisher::loan(st, pb(), small).unwrap().unwrap();
+    let l1 = HostPublisher::loan(&mut st.resmem(), pb(), small)
+        .unwrap()
+        .unwrap();
+    let l2 = HostPublisher::loan(&mut st.resmem(), pb(), small)
+        .unwrap()
+        .unwrap();
     assert!(matches!(
-        HostPublisher::loan(st, pb(), small).unwrap(),
+        HostPublisher::loan(&mut st.resmem(), pb(), small).unwrap(),
         Err(WitError::QuotaExceeded(_))
     ));
-    HostPublisher::discard(st, pb(), l1).unwrap().unwrap();
+    HostPublisher::discard(&mut st.resmem(), pb(), l1)
+        .unwrap()
+        .unwrap();
     assert!(matches!(
-        HostPublisher::discard(st, pb(), l1).unwrap(),
+        HostPublisher::discard(&mut st.resmem(), pb(), l1).unwrap(),
         Err(WitError::InvalidOffset(_))
     ));
     assert_eq!(st.usage().loans, 1);
     let mut bytes = vec![0u8; 64];
     assert!(frame::fill(&mut bytes, 3, 0, 0, 0));
-    HostPublisher::write(st, pb(), l2, 0, bytes.clone())
+    HostPublisher::write(&mut st.resmem(), pb(), l2, 0, bytes.clone())
         .unwrap()
         .unwrap();
     assert!(matches!(
-        HostPublisher::write(st, pb(), l2, 60, vec![0; 5]).unwrap(),
+        HostPublisher::write(&mut st.resmem(), pb(), l2, 60, vec![0; 5]).unwrap(),
         Err(WitError::InvalidOffset(_))
     ));
     assert!(matches!(
-        HostPublisher::send(st, pb(), l2, 65).unwrap(),
+        HostPublisher::send(&mut st.resmem(), pb(), l2, 65).unwrap(),
         Err(WitError::InvalidLayout(_))
     ));
     assert_eq!(st.usage().loans, 1, "the refused send kept its loan");
-    assert_eq!(HostPublisher::send(st, pb(), l2, 64).unwrap().unwrap(), 1);
+    assert_eq!(
+        HostPublisher::send(&mut st.resmem(), pb(), l2, 64)
+            .unwrap()
+            .unwrap(),
+        1
+    );
     assert_eq!(st.usage().loans, 0);
     assert!(matches!(
-        HostPublisher::write(st, pb(), l2, 0, vec![1]).unwrap(),
+        HostPublisher::write(&mut st.resmem(), pb(), l2, 0, vec![1]).unwrap(),
         Err(WitError::InvalidOffset(_))
     ));
-    let l3 = HostPublisher::loan(st, pb(), small).unwrap().unwrap();
-    HostPublisher::write(st, pb(), l3, 0, bytes.clone())
+    let l3 = HostPublisher::loan(&mut st.resmem(), pb(), small)
         .unwrap()
         .unwrap();
-    assert_eq!(HostPublisher::send(st, pb(), l3, 64).unwrap().unwrap(), 1);
+    HostPublisher::write(&mut st.resmem(), pb(), l3, 0, bytes.clone())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        HostPublisher::send(&mut st.resmem(), pb(), l3, 64)
+            .unwrap()
+            .unwrap(),
+        1
+    );
 
     // Borrowed: the quota of one; reads stay inside the sample; a sample is released once.
-    let got = HostSubscriber::receive(st, sb())
+    let got = HostSubscriber::receive(&mut st.resmem(), sb())
         .unwrap()
         .unwrap()
         .expect("a sample");
     assert_eq!((got.offset, got.len), (l2, 64));
     assert_eq!(
-        HostSubscriber::read(st, sb(), got.offset, 0, 64)
+        HostSubscriber::read(&mut st.resmem(), sb(), got.offset, 0, 64)
             .unwrap()
             .unwrap(),
         bytes
     );
     assert!(matches!(
-        HostSubscriber::read(st, sb(), got.offset, 1, 64).unwrap(),
+        HostSubscriber::read(&mut st.resmem(), sb(), got.offset, 1, 64).unwrap(),
         Err(WitError::InvalidOffset(_))
     ));
     assert!(matches!(
-        HostSubscriber::receive(st, sb()).unwrap(),
+        HostSubscriber::receive(&mut st.resmem(), sb()).unwrap(),
         Err(WitError::QuotaExceeded(_))
     ));
     assert_eq!(st.usage().borrowed, 1);
-    HostSubscriber::release(st, sb(), got.offset)
+    HostSubscriber::release(&mut st.resmem(), sb(), got.offset)
         .unwrap()
         .unwrap();
     assert!(matches!(
-        HostSubscriber::release(st, sb(), got.offset).unwrap(),
+        HostSubscriber::release(&mut st.resmem(), sb(), got.offset).unwrap(),
         Err(WitError::InvalidOffset(_))
     ));
     assert!(matches!(
-        HostSubscriber::read(st, sb(), got.offset, 0, 1).unwrap(),
+        HostSubscriber::read(&mut st.resmem(), sb(), got.offset, 0, 1).unwrap(),
         Err(WitError::InvalidOffset(_))
     ));
-    let second = HostSubscriber::receive(st, sb())
+    let second = HostSubscriber::receive(&mut st.resmem(), sb())
         .unwrap()
         .unwrap()
         .expect("the second");
     assert_eq!(second.offset, l3);
     // A publisher's offset is not the subscriber's to release, nor a sample the publisher's.
     assert!(matches!(
-        HostPublisher::discard(st, pb(), second.offset).unwrap(),
+        HostPublisher::discard(&mut st.resmem(), pb(), second.offset).unwrap(),
         Err(WitError::InvalidOffset(_))
     ));
-    HostSubscriber::release(st, sb(), second.offset)
+    HostSubscriber::release(&mut st.resmem(), sb(), second.offset)
         .unwrap()
         .unwrap();
-    assert_eq!(HostSubscriber::receive(st, sb()).unwrap().unwrap(), None);
-    assert!(HostSubscriber::is_publisher_alive(st, sb()).unwrap());
+    assert_eq!(
+        HostSubscriber::receive(&mut st.resmem(), sb())
+            .unwrap()
+            .unwrap(),
+        None
+    );
+    assert!(HostSubscriber::is_publisher_alive(&mut st.resmem(), sb()).unwrap());
 
     // Dropping the publisher: the subscriber drains, then sees `disconnected`.
-    HostPublisher::drop(st, p).unwrap();
+    HostPublisher::drop(&mut st.resmem(), p).unwrap();
     assert_eq!(st.usage().publishers, 0);
-    assert!(!HostSubscriber::is_publisher_alive(st, sb()).unwrap());
+    assert!(!HostSubscriber::is_publisher_alive(&mut st.resmem(), sb()).unwrap());
     assert_eq!(
-        HostSubscriber::receive(st, sb()).unwrap(),
+        HostSubscriber::receive(&mut st.resmem(), sb()).unwrap(),
         Err(WitError::Disconnected)
     );
-    HostSubscriber::drop(st, s).unwrap();
+    HostSubscriber::drop(&mut st.resmem(), s).unwrap();
     assert_eq!(st.usage(), resmem_host::Usage::default());
 
     // The channel's own limits: limit-reached, saying which.
-    let p = HostPublisher::create(st, "c".into(), channel_config(1, 1))
+    let p = HostPublisher::create(&mut st.resmem(), "c".into(), channel_config(1, 1))
         .unwrap()
         .unwrap();
     let pb = || Resource::<resmem_host::GuestPublisher>::new_borrow(p.rep());
-    let held = HostPublisher::loan(st, pb(), small).unwrap().unwrap();
-    match HostPublisher::loan(st, pb(), small).unwrap() {
+    let held = HostPublisher::loan(&mut st.resmem(), pb(), small)
+        .unwrap()
+        .unwrap();
+    match HostPublisher::loan(&mut st.resmem(), pb(), small).unwrap() {
         Err(WitError::LimitReached(which)) => assert!(which.starts_with("loans"), "{which}"),
         other => panic!("{other:?}"),
     }
-    HostPublisher::discard(st, pb(), held).unwrap().unwrap();
-    HostPublisher::drop(st, p).unwrap();
+    HostPublisher::discard(&mut st.resmem(), pb(), held)
+        .unwrap()
+        .unwrap();
+    HostPublisher::drop(&mut st.resmem(), p).unwrap();
 
     // The memory hint is judged as `memory.create` judges it: an alignment above the page
     // size is `invalid-layout`, a first segment beyond the shared-memory quota
@@ -441,7 +475,7 @@ fn channel_quotas_limits_and_checks_through_the_host() {
         size: 64,
         align: 1 << 20,
     };
-    let refused = HostPublisher::create(st, "d".into(), aligned).unwrap();
+    let refused = HostPublisher::create(&mut st.resmem(), "d".into(), aligned).unwrap();
     assert!(
         matches!(refused, Err(WitError::InvalidLayout(_))),
         "{refused:?}"
@@ -452,13 +486,13 @@ fn channel_quotas_limits_and_checks_through_the_host() {
         align: 8,
     };
     huge.memory.max_number_of_chunks_hint = 4096;
-    let refused = HostPublisher::create(st, "d".into(), huge).unwrap();
+    let refused = HostPublisher::create(&mut st.resmem(), "d".into(), huge).unwrap();
     assert!(
         matches!(refused, Err(WitError::QuotaExceeded(_))),
         "{refused:?}"
     );
     assert!(matches!(
-        HostSubscriber::open(st, "d".into(), 0).unwrap(),
+        HostSubscriber::open(&mut st.resmem(), "d".into(), 0).unwrap(),
         Err(WitError::DoesNotExist)
     ));
     assert_eq!(st.usage(), resmem_host::Usage::default());
@@ -481,7 +515,7 @@ fn a_hostile_publisher_cannot_hurt_a_guest_subscriber() {
         Arc::new(policy(&scope, Quotas::default())),
     );
     let st = &mut state;
-    let s = HostSubscriber::open(st, "svc".into(), 30_000)
+    let s = HostSubscriber::open(&mut st.resmem(), "svc".into(), 30_000)
         .unwrap()
         .unwrap();
     let sb = || Resource::<resmem_host::GuestSubscriber>::new_borrow(s.rep());
@@ -491,15 +525,15 @@ fn a_hostile_publisher_cannot_hurt_a_guest_subscriber() {
         hostile.send("valid");
         let sent = hostile.line(STEP);
         assert!(sent.starts_with(&format!("sent {n} ")), "{sent}");
-        let got = HostSubscriber::receive(st, sb())
+        let got = HostSubscriber::receive(&mut st.resmem(), sb())
             .unwrap()
             .unwrap()
             .expect("a valid sample");
-        let bytes = HostSubscriber::read(st, sb(), got.offset, 0, got.len)
+        let bytes = HostSubscriber::read(&mut st.resmem(), sb(), got.offset, 0, got.len)
             .unwrap()
             .unwrap();
         assert_eq!(resmem_e2e::sample::check_sample(&bytes, SEED), Ok(*n));
-        HostSubscriber::release(st, sb(), got.offset)
+        HostSubscriber::release(&mut st.resmem(), sb(), got.offset)
             .unwrap()
             .unwrap();
         *n += 1;
@@ -509,7 +543,7 @@ fn a_hostile_publisher_cannot_hurt_a_guest_subscriber() {
         hostile.send(&format!("forge {kind}"));
         assert_eq!(hostile.line(STEP), format!("forged {kind}"));
         n += 1;
-        match HostSubscriber::receive(st, sb()).unwrap() {
+        match HostSubscriber::receive(&mut st.resmem(), sb()).unwrap() {
             Err(WitError::Io(why)) => assert!(why.contains("corrupted"), "{kind}: {why}"),
             other => panic!("{kind}: {other:?}"),
         }
@@ -521,7 +555,7 @@ fn a_hostile_publisher_cannot_hurt_a_guest_subscriber() {
         assert_eq!(hostile.line(STEP), format!("scribbled {how}"));
         assert!(
             matches!(
-                HostSubscriber::receive(st, sb()).unwrap(),
+                HostSubscriber::receive(&mut st.resmem(), sb()).unwrap(),
                 Err(WitError::Io(_))
             ),
             "{how}"
@@ -530,7 +564,7 @@ fn a_hostile_publisher_cannot_hurt_a_guest_subscriber() {
         assert_eq!(hostile.line(STEP), "restored");
         valid(st, &mut hostile, &mut n);
     }
-    HostSubscriber::drop(st, s).unwrap();
+    HostSubscriber::drop(&mut st.resmem(), s).unwrap();
     assert_eq!(st.usage(), resmem_host::Usage::default());
     hostile.send("exit");
     assert_eq!(hostile.line(STEP), "dropped");

@@ -3,7 +3,7 @@
 //! run with the native channel bench's anchor rows (crates.io `iceoryx2` 0.10 and
 //! `resmem::channel`, native to native).
 //!
-//! `cargo bench -p resmem-host --bench guest_channel` (set `RESMEM_BENCH_SCALE=0.3` for a
+//! `cargo bench -p resmem-host --features bench-support --bench guest_channel` (set `RESMEM_BENCH_SCALE=0.3` for a
 //! quick pass; `RESMEM_BENCH_ONLY=64`, `=MiB` or `=thread` runs only the 64 B rows, the 1 MiB
 //! rows or the one-thread table).
 //!

@@ -4,7 +4,6 @@
 //! (detached tokens keyed by offset), so a guest can only pass back what it was given, and
 //! returns all of them when the resource (or the whole store) goes.
 
-mod host;
 mod state;
 
 pub use state::{GuestPublisher, GuestSubscriber};

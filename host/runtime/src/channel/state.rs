@@ -9,8 +9,9 @@ use resmem::channel::{DetachedLoan, DetachedSample};
 use resmem::{ByteBudget, Publisher, SegmentBudget, SegmentId, SegmentRegion, Subscriber};
 use wasmtime_wasi::p2::Pollable;
 
-use crate::host_impl::Segmented;
-use crate::state::{Deadline, GuestSegments};
+use crate::ctx::Deadline;
+use crate::host::Segmented;
+use crate::window::GuestSegments;
 
 /// A guest's publisher, with its unsent loans (packed offset → loan).
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use super::super::later;
 use super::super::layout::{
     Control, Facts, SLOT_ACTIVE, SLOT_FREE, SLOT_LEFT, Validated, validate_raw,
 };
-use super::super::notify::{Notifier, address, anybody_waiting};
+use super::super::notify::{Notifier, address, anybody_waiting, has_exited};
 use super::super::{ChannelError, Overflow, error::io_error, names};
 use super::Subscriber;
 use crate::backend::Mapping;
@@ -117,6 +117,10 @@ impl SubscriberBuilder {
         let publisher_pidfd = super::super::notify::pidfd(facts.publisher_pid);
         let closed = control.header().closed.load(Ordering::Acquire) != 0;
         if closed || !mapping.is_locked_by_other().unwrap_or(true) {
+            return Err(Attempt::Retry(ChannelError::PublisherGone));
+        }
+        if has_exited(publisher_pidfd.as_ref(), facts.publisher_pid) && remover_lets_go(&mapping) {
+            // The lock was a remover's, taking the dead publisher's service down.
             return Err(Attempt::Retry(ChannelError::PublisherGone));
         }
         let view = match View::builder(&self.service)
@@ -291,4 +295,22 @@ enum Attempt {
     Failed(ChannelError),
     /// No free slot, but some are held by dead or departed subscribers.
     SlotsStale,
+}
+
+/// How long a held lock of an exited publisher is watched for a remover letting go.
+const REMOVER_GRACE: Duration = Duration::from_millis(100);
+
+/// Whether the lock of a service whose publisher has exited is let go within
+/// [`REMOVER_GRACE`]: a remover of stale services holds it only while it removes the objects.
+/// A lock held longer is taken for the publisher's (one in another pid namespace, whose pid
+/// means nothing here).
+fn remover_lets_go(mapping: &Mapping) -> bool {
+    let deadline = Instant::now() + REMOVER_GRACE;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+        if !mapping.is_locked_by_other().unwrap_or(true) {
+            return true;
+        }
+    }
+    false
 }

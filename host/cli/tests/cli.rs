@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use resmem::{AllocationStrategy, Config, Memory, PointerOffset};
 
+#[path = "../src/pattern.rs"]
+mod pattern;
+
 const RESMEM: &str = env!("CARGO_BIN_EXE_resmem");
 
 /// Longest any child may run before it is killed and the test fails.
@@ -228,7 +231,7 @@ fn layout(len: usize) -> Layout {
     Layout::from_size_align(len, 8).expect("valid layout")
 }
 
-/// A chunk of a native memory, filled with `resmem_host::pattern` of `seed`.
+/// A chunk of a native memory, filled with `pattern` of `seed`.
 #[derive(Debug, Clone, Copy)]
 struct Filled {
     offset: PointerOffset,
@@ -243,7 +246,7 @@ fn alloc_filled(memory: &Memory, len: usize, seed: u64) -> Filled {
     // dropped; the child processes only read it.
     let bytes = unsafe { std::slice::from_raw_parts_mut(chunk.data_ptr, len) };
     for (i, b) in bytes.iter_mut().enumerate() {
-        *b = resmem_host::pattern::byte(seed, i);
+        *b = pattern::byte(seed, i);
     }
     Filled {
         offset: chunk.offset,
@@ -853,7 +856,7 @@ fn peer_verifies_and_prints_offsets() {
     let out = resmem(&["peer", "data", "-n", &ns.prefix, "--len", "8", &a]);
     assert_eq!(out.code(), Some(0), "{out:?}");
     let hex: Vec<String> = (0..8)
-        .map(|i| format!("{:02x}", resmem_host::pattern::byte(20, i)))
+        .map(|i| format!("{:02x}", pattern::byte(20, i)))
         .collect();
     assert!(out.stdout.contains(&hex.join(" ")), "{out:?}");
 

@@ -2,6 +2,7 @@
 //! and clean up memories from the command line.
 
 mod cli;
+mod pattern;
 
 use std::process::ExitCode;
 

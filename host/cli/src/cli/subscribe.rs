@@ -6,11 +6,11 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::pattern;
 use anyhow::{Context, Result};
 use clap::Args;
 use resmem::Config;
 use resmem::channel::{ChannelError, Sample, Subscriber};
-use resmem_host::pattern;
 
 use super::interrupt::{self, EXIT_INTERRUPTED};
 use super::{NamespaceArgs, parse_duration};

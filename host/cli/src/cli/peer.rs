@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use crate::pattern;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use resmem::{AccessMode, PointerOffset, SegmentId, View};
-use resmem_host::pattern;
 
 use super::NamespaceArgs;
 

@@ -12,7 +12,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use resmem_host::pattern;
+#[path = "../src/pattern.rs"]
+mod pattern;
 
 const RESMEM: &str = env!("CARGO_BIN_EXE_resmem");
 /// Longest any child may run, or any condition may take, before the test fails.

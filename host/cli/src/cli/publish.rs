@@ -7,11 +7,11 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::pattern;
 use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Args, ValueEnum};
 use resmem::channel::{self, ChannelError, Overflow, Publisher};
 use resmem::{AccessMode, Config, View};
-use resmem_host::pattern;
 
 use super::interrupt::{self, EXIT_INTERRUPTED};
 use super::{NamespaceArgs, parse_duration, parse_size};

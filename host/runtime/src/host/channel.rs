@@ -1,4 +1,4 @@
-//! `resmem:memory/channel` calls. As in `host_impl`: look the handle up, check every argument
+//! `resmem:memory/channel` calls. As for memories: look the handle up, check every argument
 //! against the guest's own records and quotas, then touch shared memory (SIGBUS contained).
 
 use std::collections::HashMap;
@@ -10,28 +10,29 @@ use resmem::{Publisher, SegmentBudget, SegmentId, Subscriber};
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::DynPollable;
 
-use super::{GuestPublisher, GuestSubscriber, channel_error, overflow};
+use super::{Outcome, shield, truncated, window_address};
 use crate::bindings::channel_api::{ChannelConfig, Host, HostPublisher, HostSubscriber, Sample};
 use crate::bindings::types::{Error, Layout as WitLayout, PointerOffset as WitOffset};
+use crate::channel::{GuestPublisher, GuestSubscriber, channel_error, overflow};
 use crate::convert::{self, range};
-use crate::host_impl::{Outcome, shield, truncated, window_address};
+use crate::ctx::ResmemCtxView;
 use crate::sigbus;
-use crate::state::{GuestSegments, GuestState};
+use crate::window::GuestSegments;
 
-impl Host for GuestState {}
+impl Host for ResmemCtxView<'_> {}
 
 /// Page size the control object is rounded to when charged (the native one rounds the same).
 const CHARGE_PAGE: u64 = 4096;
 
-impl GuestState {
+impl ResmemCtxView<'_> {
     fn create_publisher(
         &mut self,
         service: &str,
         config: ChannelConfig,
     ) -> Result<GuestPublisher, Error> {
         self.check_name(service)?;
-        let quotas = self.policy.quotas();
-        if self.usage.publishers >= quotas.publishers {
+        let quotas = self.ctx.policy.quotas();
+        if self.ctx.usage.publishers >= quotas.publishers {
             return Err(Error::QuotaExceeded(format!(
                 "{} publishers at once",
                 quotas.publishers
@@ -67,7 +68,7 @@ impl GuestState {
         )
         .map_err(channel_error)?;
         let control_bytes = (geometry.total_size as u64).next_multiple_of(CHARGE_PAGE);
-        if !self.budget.reserve(control_bytes) {
+        if !self.ctx.budget.reserve(control_bytes) {
             return Err(Error::QuotaExceeded(format!(
                 "the channel's control object needs {control_bytes} bytes of the {}-byte \
                  shared-memory quota",
@@ -76,7 +77,7 @@ impl GuestState {
         }
         let created = shield(|| {
             Publisher::builder(service)
-                .config(self.policy.config())
+                .config(self.ctx.policy.config())
                 .max_subscribers(config.max_subscribers as usize)
                 .buffer_size(config.buffer_size as usize)
                 .max_loans(config.max_loans as usize)
@@ -85,20 +86,20 @@ impl GuestState {
                 .max_chunk_layout_hint(hint)
                 .max_number_of_chunks_hint(chunks.max(1))
                 .allocation_strategy(convert::strategy(config.memory.allocation_strategy))
-                .budget(Arc::clone(&self.budget) as Arc<dyn SegmentBudget>)
+                .budget(Arc::clone(&self.ctx.budget) as Arc<dyn SegmentBudget>)
                 .create()
                 .map_err(channel_error)
         });
         match created {
             Ok(publisher) => Ok(GuestPublisher {
-                segments: GuestSegments::new(Arc::clone(&self.window)),
+                segments: GuestSegments::new(Arc::clone(&self.ctx.window)),
                 loans: HashMap::new(),
                 control_bytes,
-                budget: Arc::clone(&self.budget),
+                budget: Arc::clone(&self.ctx.budget),
                 publisher,
             }),
             Err(e) => {
-                self.budget.release(control_bytes);
+                self.ctx.budget.release(control_bytes);
                 Err(e)
             }
         }
@@ -110,27 +111,28 @@ impl GuestState {
         timeout_ms: u32,
     ) -> Result<GuestSubscriber, Error> {
         self.check_name(service)?;
-        let quotas = self.policy.quotas();
-        if self.usage.subscribers >= quotas.subscribers {
+        let quotas = self.ctx.policy.quotas();
+        if self.ctx.usage.subscribers >= quotas.subscribers {
             return Err(Error::QuotaExceeded(format!(
                 "{} subscribers at once",
                 quotas.subscribers
             )));
         }
         let timeout = self
+            .ctx
             .deadline
             .left(Duration::from_millis(u64::from(timeout_ms)).min(quotas.open_timeout));
         let subscriber = shield(|| {
             Subscriber::builder(service)
-                .config(self.policy.config())
+                .config(self.ctx.policy.config())
                 .timeout(timeout)
                 .open()
                 .map_err(channel_error)
         })?;
         Ok(GuestSubscriber {
-            segments: GuestSegments::new(Arc::clone(&self.window)),
+            segments: GuestSegments::new(Arc::clone(&self.ctx.window)),
             held: HashMap::new(),
-            deadline: self.deadline.clone(),
+            deadline: self.ctx.deadline.clone(),
             subscriber,
         })
     }
@@ -184,7 +186,7 @@ fn sample_address(
     Ok((sample.as_ptr().wrapping_add(at as usize), id))
 }
 
-impl HostPublisher for GuestState {
+impl HostPublisher for ResmemCtxView<'_> {
     fn create(
         &mut self,
         service: String,
@@ -195,7 +197,7 @@ impl HostPublisher for GuestState {
             Err(e) => return Ok(Err(e)),
         };
         let handle = self.table.push(publisher)?;
-        self.usage.publishers += 1;
+        self.ctx.usage.publishers += 1;
         Ok(Ok(handle))
     }
 
@@ -204,8 +206,8 @@ impl HostPublisher for GuestState {
             Ok(layout) => layout,
             Err(e) => return Ok(Err(e)),
         };
-        let max = self.policy.quotas().loans;
-        if self.usage.loans >= max {
+        let max = self.ctx.policy.quotas().loans;
+        if self.ctx.usage.loans >= max {
             return Ok(Err(Error::QuotaExceeded(format!("{max} unsent loans"))));
         }
         let guest = self.table.get_mut(&this)?;
@@ -220,10 +222,10 @@ impl HostPublisher for GuestState {
         if let Some(stale) = guest.loans.insert(offset.as_u64(), loan) {
             // Two live loans never share a chunk; keep the books straight regardless.
             drop(guest.publisher.reattach(stale));
-            self.usage.loans -= 1;
+            self.ctx.usage.loans -= 1;
         }
         guest.sweep_window();
-        self.usage.loans += 1;
+        self.ctx.usage.loans += 1;
         if faulted {
             return Ok(Err(truncated()));
         }
@@ -252,7 +254,10 @@ impl HostPublisher for GuestState {
         offset: WitOffset,
         len: u64,
     ) -> Outcome<u32> {
-        let block = self.deadline.left(self.policy.quotas().block_timeout);
+        let block = self
+            .ctx
+            .deadline
+            .left(self.ctx.policy.quotas().block_timeout);
         let guest = self.table.get_mut(&this)?;
         let (offset, packed) = match key(offset) {
             Ok(k) => k,
@@ -271,7 +276,7 @@ impl HostPublisher for GuestState {
         let Some(loan) = guest.loans.remove(&packed) else {
             return Ok(Err(not_a_loan(offset)));
         };
-        self.usage.loans -= 1;
+        self.ctx.usage.loans -= 1;
         let blocks = guest.publisher.overflow() == resmem::Overflow::Block;
         let (sent, faulted) = sigbus::shielded(|| {
             let mut sample = guest.publisher.reattach(loan)?;
@@ -302,7 +307,7 @@ impl HostPublisher for GuestState {
         };
         let ((), faulted) = sigbus::shielded(|| drop(guest.publisher.reattach(loan)));
         guest.sweep_window();
-        self.usage.loans -= 1;
+        self.ctx.usage.loans -= 1;
         Ok(if faulted { Err(truncated()) } else { Ok(()) })
     }
 
@@ -314,8 +319,8 @@ impl HostPublisher for GuestState {
 
     fn drop(&mut self, this: Resource<GuestPublisher>) -> wasmtime::Result<()> {
         let guest = self.table.delete(this)?;
-        self.usage.publishers -= 1;
-        self.usage.loans -= guest.loans.len() as u64;
+        self.ctx.usage.publishers -= 1;
+        self.ctx.usage.loans -= guest.loans.len() as u64;
         let ((), _) = sigbus::shielded(|| drop(guest));
         Ok(())
     }
@@ -352,20 +357,20 @@ fn map_sample(guest: &mut GuestSubscriber, offset: WitOffset) -> Result<u32, Err
     window_address(start, offset.offset())
 }
 
-impl HostSubscriber for GuestState {
+impl HostSubscriber for ResmemCtxView<'_> {
     fn open(&mut self, service: String, timeout_ms: u32) -> Outcome<Resource<GuestSubscriber>> {
         let subscriber = match self.open_subscriber(&service, timeout_ms) {
             Ok(subscriber) => subscriber,
             Err(e) => return Ok(Err(e)),
         };
         let handle = self.table.push(subscriber)?;
-        self.usage.subscribers += 1;
+        self.ctx.usage.subscribers += 1;
         Ok(Ok(handle))
     }
 
     fn receive(&mut self, this: Resource<GuestSubscriber>) -> Outcome<Option<Sample>> {
-        let max = self.policy.quotas().borrowed;
-        if self.usage.borrowed >= max {
+        let max = self.ctx.policy.quotas().borrowed;
+        if self.ctx.usage.borrowed >= max {
             return Ok(Err(Error::QuotaExceeded(format!(
                 "{max} received samples held at once"
             ))));
@@ -385,7 +390,7 @@ impl HostSubscriber for GuestState {
         let offset = sample.offset();
         let len = sample.len() as u64;
         guest.held.entry(offset.as_u64()).or_default().push(sample);
-        self.usage.borrowed += 1;
+        self.ctx.usage.borrowed += 1;
         guest.sweep_window();
         if faulted {
             return Ok(Err(truncated()));
@@ -426,7 +431,7 @@ impl HostSubscriber for GuestState {
         if samples.is_empty() {
             guest.held.remove(&packed);
         }
-        self.usage.borrowed -= 1;
+        self.ctx.usage.borrowed -= 1;
         let ((), faulted) = sigbus::shielded(|| drop(guest.subscriber.reattach(sample)));
         Ok(if faulted { Err(truncated()) } else { Ok(()) })
     }
@@ -435,7 +440,7 @@ impl HostSubscriber for GuestState {
         &mut self,
         this: Resource<GuestSubscriber>,
     ) -> wasmtime::Result<Resource<DynPollable>> {
-        wasmtime_wasi::p2::subscribe(&mut self.table, this)
+        wasmtime_wasi::p2::subscribe(self.table, this)
     }
 
     fn is_publisher_alive(&mut self, this: Resource<GuestSubscriber>) -> wasmtime::Result<bool> {
@@ -446,8 +451,8 @@ impl HostSubscriber for GuestState {
 
     fn drop(&mut self, this: Resource<GuestSubscriber>) -> wasmtime::Result<()> {
         let guest = self.table.delete(this)?;
-        self.usage.subscribers -= 1;
-        self.usage.borrowed -= guest.held.values().map(|v| v.len() as u64).sum::<u64>();
+        self.ctx.usage.subscribers -= 1;
+        self.ctx.usage.borrowed -= guest.held.values().map(|v| v.len() as u64).sum::<u64>();
         let ((), _) = sigbus::shielded(|| drop(guest));
         Ok(())
     }

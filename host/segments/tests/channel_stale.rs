@@ -1,0 +1,102 @@
+//! A service whose publisher process was killed is stale, also while a remover (a new
+//! publisher taking the name over, or `gc`) holds its lock to take it down: a subscriber must
+//! not take that lock for a live publisher's and open the dead service.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use resmem::{ChannelError, Config, Publisher, StaleRemoval, Subscriber};
+
+/// The publisher process of the tests here (run by them, with the prefix in `RMST_PREFIX`):
+/// creates the service, says so, and sleeps until killed.
+#[test]
+#[ignore = "helper process of another test"]
+fn publisher_process() {
+    let Ok(prefix) = std::env::var("RMST_PREFIX") else {
+        return;
+    };
+    let config = Config::default().prefix(&prefix);
+    let _publisher = Publisher::builder("svc").config(&config).create().unwrap();
+    println!("ready");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Runs `publisher_process` under `prefix` and kills it once the service exists.
+fn killed_publisher(prefix: &str) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "publisher_process", "--ignored", "--nocapture"])
+        .env("RMST_PREFIX", prefix)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("ready")));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_dead_publishers_service_under_a_removers_lock_does_not_open() {
+    let prefix = format!("rmst{}_remover_", std::process::id());
+    let config = Config::default().prefix(&prefix);
+    killed_publisher(&prefix);
+    // A remover's lock, held for a moment as `remove_stale_service` does.
+    let lock = config
+        .get_backend()
+        .try_lock(&format!("{prefix}svc__svc"))
+        .unwrap()
+        .expect("nobody holds the dead publisher's lock");
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(40));
+        drop(lock);
+    });
+    let start = Instant::now();
+    let opened = Subscriber::builder("svc")
+        .config(&config)
+        .timeout(Duration::from_millis(400))
+        .open();
+    releaser.join().unwrap();
+    assert_eq!(opened.err(), Some(ChannelError::PublisherGone));
+    assert!(start.elapsed() >= Duration::from_millis(400));
+    assert_eq!(
+        resmem::channel::remove_stale_service("svc", &config),
+        Ok(StaleRemoval::Removed)
+    );
+    assert!(!resmem::exists("svc", &config).unwrap());
+}
+
+#[test]
+fn a_new_publisher_taking_over_is_the_one_a_waiting_subscriber_opens() {
+    let prefix = format!("rmst{}_takeover_", std::process::id());
+    let config = Config::default().prefix(&prefix);
+    killed_publisher(&prefix);
+    // The subscriber keeps trying to open while the new publisher removes the dead one's
+    // objects and creates its own: what it opens is the live publisher.
+    let opened = std::thread::scope(|s| {
+        let subscriber = s.spawn(|| {
+            Subscriber::builder("svc")
+                .config(&config)
+                .timeout(Duration::from_secs(10))
+                .open()
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        let publisher = Publisher::builder("svc")
+            .config(&config)
+            .reclaim_stale(true)
+            .create()
+            .unwrap();
+        let subscriber = subscriber.join().unwrap().unwrap();
+        publisher.send_copy(b"live").unwrap();
+        let sample = subscriber
+            .receive_timeout(Duration::from_secs(5))
+            .unwrap()
+            .expect("the live publisher's sample");
+        let payload = sample.payload().to_vec();
+        drop(sample);
+        assert!(subscriber.is_publisher_alive());
+        payload
+    });
+    assert_eq!(opened, b"live");
+    assert!(!resmem::exists("svc", &config).unwrap());
+}

@@ -3,10 +3,11 @@
 use std::alloc::Layout;
 
 use resmem::{
-    AccessMode, AllocError, AllocationStrategy, ContentPlacement, CreateError, GrowError,
-    OpenError, PointerOffset, SegmentId,
+    AccessMode, AllocError, AllocationStrategy, ChannelError, ContentPlacement, CreateError,
+    GrowError, OpenError, PointerOffset, SegmentId,
 };
 
+use crate::bindings::channel_api::Overflow as WitOverflow;
 use crate::bindings::types as wit;
 use crate::bindings::types::Error;
 
@@ -180,6 +181,49 @@ impl From<crate::window::SegmentsError> for Error {
 impl From<PointerOffset> for wit::PointerOffset {
     fn from(offset: PointerOffset) -> Self {
         to_wit_offset(offset)
+    }
+}
+
+/// A native channel error as the guest's.
+pub(crate) fn channel_error(e: ChannelError) -> Error {
+    match e {
+        ChannelError::InvalidName => Error::InvalidName("invalid service name".into()),
+        ChannelError::AlreadyExists => Error::AlreadyExists,
+        ChannelError::DoesNotExist => Error::DoesNotExist,
+        ChannelError::SubscriberLimitReached => {
+            Error::LimitReached("subscribers: every subscriber slot of the service is taken".into())
+        }
+        ChannelError::LoanLimitReached => {
+            Error::LimitReached("loans: the publisher holds its max-loans unsent loans".into())
+        }
+        ChannelError::BorrowLimitReached => Error::LimitReached(
+            "borrowed: the subscriber holds its max-borrowed samples; release one".into(),
+        ),
+        ChannelError::PublisherGone => Error::Disconnected,
+        ChannelError::InsufficientPermissions => {
+            Error::PermissionDenied("the service's shared objects".into())
+        }
+        ChannelError::InvalidConfig(why) => {
+            Error::QuotaExceeded(format!("invalid channel configuration: {why}"))
+        }
+        // The memory's hint: the error `memory.create` gives for the same hint.
+        ChannelError::InvalidHint => create_error(resmem::CreateError::InvalidHint),
+        ChannelError::InvalidLength { len, capacity } => {
+            Error::InvalidLayout(format!("length {len} exceeds the loan's {capacity} bytes"))
+        }
+        ChannelError::Alloc(e) => alloc_error(e),
+        e @ (ChannelError::Corrupted | ChannelError::IncompatibleVersion) => {
+            Error::Io(e.to_string())
+        }
+        e => Error::Io(e.to_string()),
+    }
+}
+
+pub(crate) fn overflow(overflow: WitOverflow) -> resmem::Overflow {
+    match overflow {
+        WitOverflow::DropOldest => resmem::Overflow::DropOldest,
+        WitOverflow::DropNewest => resmem::Overflow::DropNewest,
+        WitOverflow::Block => resmem::Overflow::Block,
     }
 }
 

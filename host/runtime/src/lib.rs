@@ -30,8 +30,8 @@ mod ctx;
 mod deadline;
 mod engine;
 mod error;
-/// The frames the channel guests send and check (`resmem_guest::frame`): the SDK's own file,
-/// so native peers check exactly what a guest wrote.
+// The frames the channel guests send and check (`resmem_guest::frame`): the SDK's own file,
+// so native peers check exactly what a guest wrote.
 #[path = "../../../guest/sdk/src/frame.rs"]
 pub mod frame;
 mod host;

@@ -10,8 +10,7 @@ use resmem::{ByteBudget, Publisher, SegmentBudget, SegmentId, SegmentRegion, Sub
 use wasmtime_wasi::p2::Pollable;
 
 use crate::ctx::Deadline;
-use crate::host::Segmented;
-use crate::window::GuestSegments;
+use crate::window::{GuestSegments, Segmented};
 
 /// A guest's publisher, with its unsent loans (packed offset → loan).
 #[derive(Debug)]

@@ -4,10 +4,11 @@
 use resmem::SegmentId;
 use wasmtime::component::Resource;
 
-use super::{Outcome, Segmented};
+use super::Outcome;
 use crate::bindings::types::Error;
 use crate::ctx::ResmemCtxView;
 use crate::sigbus;
+use crate::window::Segmented;
 
 impl ResmemCtxView<'_> {
     /// `read` of a memory or a view: the size quota, then `locate` (which checks the range
@@ -32,7 +33,7 @@ impl ResmemCtxView<'_> {
         let copied = sigbus::guarded(source as usize, len as usize, || unsafe {
             copy_out(source, len)
         });
-        Ok(copied.unwrap_or_else(|_| Err(guest.mark_broken(id))))
+        Ok(copied.unwrap_or_else(|_| Err(guest.mark_broken(id).into())))
     }
 
     /// `write` of a memory or a view, like `read_from`.
@@ -55,7 +56,7 @@ impl ResmemCtxView<'_> {
         let copied = sigbus::guarded(target as usize, data.len(), || unsafe {
             std::ptr::copy_nonoverlapping(data.as_ptr(), target, data.len())
         });
-        Ok(copied.map_err(|_| guest.mark_broken(id)))
+        Ok(copied.map_err(|_| guest.mark_broken(id).into()))
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use resmem::{Memory, SegmentId, SegmentRegion};
 use wasmtime::component::Resource;
 
-use super::{Outcome, Segmented, shield, truncated, window_address};
+use super::{Outcome, shield, truncated, window_address};
 use crate::bindings::api::{HostMemory, MemoryConfig};
 use crate::bindings::types::{
     AllocationStrategy as WitStrategy, ContentPlacement, Error, Layout as WitLayout,
@@ -15,7 +15,7 @@ use crate::convert::{self, range};
 use crate::ctx::ResmemCtxView;
 use crate::resources::GuestMemory;
 use crate::sigbus;
-use crate::window::GuestSegments;
+use crate::window::{GuestSegments, Segmented};
 
 impl ResmemCtxView<'_> {
     fn create_memory(&mut self, name: &str, config: MemoryConfig) -> Result<GuestMemory, Error> {

@@ -12,14 +12,11 @@ mod copy;
 mod memory;
 mod view;
 
-use resmem::{SegmentId, SegmentRegion};
-
 use crate::bindings::api::Host;
 use crate::bindings::types::{self as wit, Error, Layout as WitLayout};
 use crate::convert;
 use crate::ctx::ResmemCtxView;
 use crate::sigbus;
-use crate::window::GuestSegments;
 
 pub(crate) type Outcome<T> = wasmtime::Result<Result<T, Error>>;
 
@@ -115,18 +112,6 @@ pub(crate) fn window_address(start: u32, offset: u64) -> Result<u32, Error> {
         .checked_add(offset)
         .and_then(|a| u32::try_from(a).ok())
         .ok_or_else(|| Error::InvalidOffset(format!("offset {offset} is outside the window")))
-}
-
-/// A memory or a view: where its segments are and what the host knows of them.
-pub(crate) trait Segmented: 'static {
-    fn region(&self, id: SegmentId) -> Option<SegmentRegion>;
-    fn segments_mut(&mut self) -> &mut GuestSegments;
-
-    /// A guarded copy into segment `id` faulted: record it and return the guest's error.
-    fn mark_broken(&mut self, id: SegmentId) -> Error {
-        let sequence = self.region(id).map_or(0, |r| r.sequence());
-        self.segments_mut().mark_broken(id.value(), sequence).into()
-    }
 }
 
 /// `bench-support.noop`: does nothing, so a guest can measure the bare cost of a host call.

@@ -7,14 +7,14 @@ use std::time::Duration;
 use resmem::{AccessMode, SegmentId, SegmentRegion, View};
 use wasmtime::component::Resource;
 
-use super::{Outcome, Segmented, shield, truncated, window_address};
+use super::{Outcome, shield, truncated, window_address};
 use crate::bindings::api::HostView;
 use crate::bindings::types::{AccessMode as WitAccess, Error, PointerOffset as WitOffset};
 use crate::convert::{self, range};
 use crate::ctx::ResmemCtxView;
 use crate::resources::{GuestView, Registration};
 use crate::sigbus;
-use crate::window::GuestSegments;
+use crate::window::{GuestSegments, Segmented};
 
 impl ResmemCtxView<'_> {
     fn open_view(

@@ -35,7 +35,7 @@ mod creator;
 mod segments;
 
 pub use creator::WindowCreator;
-pub(crate) use segments::{GuestSegments, SegmentsError};
+pub(crate) use segments::{GuestSegments, Segmented, SegmentsError};
 
 /// The wasm32 address space.
 pub const ADDRESS_SPACE: u64 = 1 << 32;

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use resmem::SegmentRegion;
+use resmem::{SegmentId, SegmentRegion};
 
 use super::{Slot, Window, WindowError};
 
@@ -130,5 +130,17 @@ impl GuestSegments {
 impl Drop for GuestSegments {
     fn drop(&mut self) {
         self.unmap_all();
+    }
+}
+
+/// A memory, a view or a channel end: where its segments are and what the host knows of them.
+pub(crate) trait Segmented: 'static {
+    fn region(&self, id: SegmentId) -> Option<SegmentRegion>;
+    fn segments_mut(&mut self) -> &mut GuestSegments;
+
+    /// A guarded copy into segment `id` faulted: record it and return why.
+    fn mark_broken(&mut self, id: SegmentId) -> SegmentsError {
+        let sequence = self.region(id).map_or(0, |r| r.sequence());
+        self.segments_mut().mark_broken(id.value(), sequence)
     }
 }

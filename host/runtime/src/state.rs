@@ -28,11 +28,6 @@ impl GuestState {
         }
     }
 
-    /// The guest's resmem state.
-    pub fn ctx(&self) -> &ResmemCtx {
-        &self.resmem
-    }
-
     /// What the guest holds now.
     pub fn usage(&self) -> Usage {
         self.resmem.usage()

@@ -6,7 +6,7 @@
 //! `wasi:io/poll` pollables can wait on the same thing.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicU32, Ordering, fence};
@@ -115,26 +115,20 @@ pub(crate) fn anybody_waiting(counter: &AtomicU32) -> bool {
 pub(crate) fn has_exited(pidfd: Option<&OwnedFd>, pid: u32) -> bool {
     match pidfd {
         Some(fd) => {
-            let mut poll = libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd on the stack for the duration of the call; timeout 0.
-            let ready = unsafe { libc::poll(&mut poll, 1, 0) };
-            ready == 1 && poll.revents & libc::POLLIN != 0
+            let mut fds = [nix::poll::PollFd::new(
+                fd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) == Ok(1)
+                && fds[0]
+                    .revents()
+                    .is_some_and(|events| events.contains(nix::poll::PollFlags::POLLIN))
         }
-        None => {
-            let Ok(pid) = libc::pid_t::try_from(pid) else {
-                return false;
-            };
-            if pid <= 0 {
-                return false;
-            }
-            // SAFETY: signal 0 only checks that the pid exists; no memory is passed.
-            let sent = unsafe { libc::kill(pid, 0) };
-            sent == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-        }
+        None => libc::pid_t::try_from(pid).is_ok_and(|pid| {
+            pid > 0
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                    == Err(nix::errno::Errno::ESRCH)
+        }),
     }
 }
 

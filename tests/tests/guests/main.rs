@@ -24,6 +24,7 @@ mod growth;
 mod namespaces;
 mod owner_view;
 mod parallel;
+mod python_peer;
 mod quotas;
 mod traps;
 mod window;

@@ -7,13 +7,24 @@
 #   build.sh python    develop, then print the venv's python (for tests that run scripts)
 #   build.sh bench     develop, install bench-requirements.txt (iceoryx2), run bench/receive_sum.py
 #
-# The extension builds in <repo>/target/python (its own cargo workspace). Exit codes: 0 done,
+# $RESMEM_PYTHON picks the interpreter (default python3; >= 3.9). For CPython >= 3.11 the
+# extension is abi3 (one wheel for all later versions), for 3.9 and 3.10 version-specific; each
+# interpreter gets its own virtualenv (.venv for the default, .venv-<name> else) and builds in
+# <repo>/target/python[-<name>] (its own cargo workspace). Exit codes: 0 done,
 # 2 the tools could not be set up (no python3, no venv module, PyPI unreachable), else the
 # failing step's.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-venv="$here/.venv"
+interpreter="${RESMEM_PYTHON:-python3}"
+if [[ -z "${RESMEM_PYTHON:-}" ]]; then
+    venv="$here/.venv"
+    target="$repo/target/python"
+else
+    tag="$(basename "$interpreter")"
+    venv="$here/.venv-$tag"
+    target="$repo/target/python-$tag"
+fi
 python="$venv/bin/python"
 
 setup() {
@@ -21,9 +32,9 @@ setup() {
     if [[ -x "$venv/bin/maturin" ]] && cmp -s "$here/requirements.txt" "$stamp"; then
         return 0
     fi
-    command -v python3 >/dev/null || { echo "build.sh: python3 not found" >&2; return 2; }
+    command -v "$interpreter" >/dev/null || { echo "build.sh: $interpreter not found" >&2; return 2; }
     rm -rf "$venv"
-    python3 -m venv "$venv" >&2 || { echo "build.sh: python3 -m venv failed" >&2; return 2; }
+    "$interpreter" -m venv "$venv" >&2 || { echo "build.sh: $interpreter -m venv failed" >&2; return 2; }
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt" >&2 \
         || { echo "build.sh: pip could not install $(tr '\n' ' ' < "$here/requirements.txt")" >&2; return 2; }
     cp "$here/requirements.txt" "$stamp"
@@ -37,8 +48,12 @@ develop() {
             -newer "$stamp" -type f -not -path '*/__pycache__/*' | head -1)" ]]; then
         return 0
     fi
-    (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$repo/target/python" \
-        "$venv/bin/maturin" develop --quiet --release >&2)
+    local features=()
+    if "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        features=(--features abi3)
+    fi
+    (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="$target" \
+        "$venv/bin/maturin" develop --quiet --release "${features[@]}" >&2)
     touch "$stamp"
 }
 

@@ -99,6 +99,56 @@ fn pytest_suite_passes() {
     );
 }
 
+/// A CPython 3.9 that runs: `python3.9` on the PATH, else pyenv's.
+fn python39() -> Option<PathBuf> {
+    let runs = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import sys; assert sys.version_info[:2] == (3, 9)"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let pyenv = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")));
+    let mut candidates = vec![PathBuf::from("python3.9")];
+    if let Some(versions) = pyenv.map(|p| p.join("versions"))
+        && let Ok(entries) = std::fs::read_dir(versions)
+    {
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("3.9."))
+            .map(|e| e.path().join("bin/python3.9"))
+            .collect();
+        found.sort();
+        candidates.extend(found);
+    }
+    candidates.into_iter().find(|p| runs(p))
+}
+
+/// The same suite on the oldest supported interpreter, where the extension is built without
+/// abi3 (the limited API has the buffer protocol only from 3.11 on). Runs where a CPython 3.9
+/// exists (this project's machines have pyenv's).
+#[test]
+fn pytest_suite_passes_on_python_3_9() {
+    if python().is_none() {
+        return;
+    }
+    let Some(python39) = python39() else {
+        eprintln!("SKIPPED: no CPython 3.9 on this machine");
+        return;
+    };
+    let mut command = Command::new("bash");
+    command
+        .arg(build_script())
+        .args(["test", "-p", "no:cacheprovider"])
+        .env("RESMEM_PYTHON", &python39);
+    let out = support::run(command, "pytest on 3.9", BUILD_TIMEOUT);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let summary = out.stdout.lines().rev().find(|l| l.contains(" passed"));
+    let summary = summary.unwrap_or_else(|| panic!("no pytest summary: {out:?}"));
+    assert!(!summary.contains("failed") && !summary.contains("skipped"), "{summary}");
+}
+
 /// Sum of frame `seq`'s payload bytes (after the header), as the guest writes it.
 fn payload_sum(seed: u64, seq: u64, len: usize) -> u64 {
     let mut buf = vec![0u8; len];

@@ -23,6 +23,7 @@
 //!   C cannot check that, and neither can this library.
 
 #![allow(non_camel_case_types)]
+#![warn(missing_docs)]
 
 mod ffi_util;
 pub mod manage;

@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -60,12 +61,21 @@ impl Namespaces {
     }
 }
 
-/// A free TCP port on loopback (bound, then let go).
+/// A port for a bridge to listen on. Not one the kernel hands out (`bind(:0)` picks from the
+/// ephemeral range, where the outgoing connections of bridges running in parallel tests can
+/// take it between this check and the bridge's own bind: a CI flake): ports from 20000 up,
+/// a block per test process (by pid), one after another within it (all below 32500), each
+/// checked free.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 400) as u16 * 25;
+    for _ in 0..2_500 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 2_500;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port from {base} on")
 }
 
 /// A bridge process; killed when dropped.
@@ -467,7 +477,7 @@ fn the_importer_restarts_mid_stream() {
     let (sent, longest_send) = std::thread::scope(|s| {
         let sender = s.spawn(|| {
             let (mut seq, mut longest) = (0u64, Duration::ZERO);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 publisher.send_copy(&payload(seq, 4096)).expect("send");
                 longest = longest.max(t.elapsed());

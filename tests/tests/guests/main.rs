@@ -12,6 +12,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod c_peer;
 mod channel;
 #[path = "../channel_support/mod.rs"]
 mod channel_support;

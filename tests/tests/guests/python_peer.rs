@@ -146,7 +146,10 @@ fn pytest_suite_passes_on_python_3_9() {
     assert_eq!(out.code(), Some(0), "{out:?}");
     let summary = out.stdout.lines().rev().find(|l| l.contains(" passed"));
     let summary = summary.unwrap_or_else(|| panic!("no pytest summary: {out:?}"));
-    assert!(!summary.contains("failed") && !summary.contains("skipped"), "{summary}");
+    assert!(
+        !summary.contains("failed") && !summary.contains("skipped"),
+        "{summary}"
+    );
 }
 
 /// Sum of frame `seq`'s payload bytes (after the header), as the guest writes it.

@@ -1,4 +1,4 @@
-//! The C API from C and C++ processes: `examples/c/` compiled (`-Wall -Wextra -Werror`)
+//! The C API (crate `resmem-c`) from C and C++ processes: `examples/c/` compiled (`-Wall -Wextra -Werror`)
 //! against the static `libresmem_c.a` that this test builds with cargo, run against the real
 //! `channel` wasm guest (in this process, through resmem-host) and native Rust publishers
 //! and subscribers, every byte of every frame checked on the receiving side; the C
@@ -7,28 +7,16 @@
 //! Without a C compiler the tests are skipped (with a message) unless `RESMEM_REQUIRE_C=1`;
 //! without valgrind the valgrind test is skipped unless `RESMEM_REQUIRE_VALGRIND=1`.
 
-#[path = "support/mod.rs"]
-mod support;
-
-use std::alloc::Layout;
-use std::fs::File;
-use std::io::{BufReader, Read};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, OnceLock};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use resmem::{Publisher, Subscriber};
 use resmem_e2e::guest_frame as frame;
 use resmem_e2e::sample::now_ns;
-use resmem_host::{EngineOptions, GuestHost, Policy, RunOutcome};
-use support::{Peer, Scope, TempDir, line_channel};
-use wasmtime::component::Component;
-use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::cli::{InputFile, OutputFile};
+
+use super::*;
 
 /// Longest a guest run or a peer may take before the test fails (peers are killed).
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -182,119 +170,14 @@ fn assert_frames(peer: &mut Peer, count: u64, first: u64) {
     assert!(status.success(), "{status:?}\n{}", peer.stderr_at_exit());
 }
 
-fn layout(len: usize) -> Layout {
-    Layout::from_size_align(len, 8).expect("a layout")
-}
-
-/// Fails unless the namespace has no memory and `/dev/shm` no object with its prefix.
-fn assert_empty(scope: &Scope) {
-    let names = resmem::list(&scope.config()).expect("list the namespace");
-    assert!(
-        names.is_empty(),
-        "memories left in the namespace: {names:?}"
-    );
-    scope.assert_clean();
-}
-
-// ---------------------------------------------------------------------------------------------
-// The guest harness (as tests/guests/main.rs has it): a host per namespace and a command guest
-// on a thread with its stdio on pipes.
-// ---------------------------------------------------------------------------------------------
-
-fn host(scope: &Scope) -> Arc<GuestHost> {
-    let policy = Policy::builder().namespace(scope.prefix()).build();
-    let options = EngineOptions {
-        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("resmem-cwasm")),
-    };
-    Arc::new(GuestHost::new(policy, options).expect("a guest host"))
-}
-
-fn channel_guest(host: &GuestHost) -> Component {
-    host.load(resmem_guests::CHANNEL_WASM)
-        .expect("compile or load the channel guest")
-}
-
-/// A command guest running on its own thread.
-struct Running {
-    thread: Option<JoinHandle<anyhow::Result<RunOutcome>>>,
-    stdin: Option<std::io::PipeWriter>,
-    lines: Receiver<String>,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Running {
-    fn start(host: &Arc<GuestHost>, component: &Component, args: &[&str]) -> Self {
-        let (stdout_reader, stdout_writer) = std::io::pipe().expect("a pipe");
-        let (stderr_reader, stderr_writer) = std::io::pipe().expect("a pipe");
-        let (stdin_reader, stdin_writer) = std::io::pipe().expect("a pipe");
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(OutputFile::new(File::from(OwnedFd::from(stdout_writer))))
-            .stderr(OutputFile::new(File::from(OwnedFd::from(stderr_writer))))
-            .stdin(InputFile::new(File::from(OwnedFd::from(stdin_reader))))
-            .args(args);
-        let (host, component) = (Arc::clone(host), component.clone());
-        let thread = std::thread::spawn(move || {
-            host.run_command(&component, &mut wasi)
-                .map_err(anyhow::Error::from)
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = BufReader::new(stderr_reader).read_to_string(&mut text);
-            text
-        });
-        Self {
-            thread: Some(thread),
-            stdin: Some(stdin_writer),
-            lines: line_channel(stdout_reader),
-            stderr: Some(stderr),
-        }
-    }
-
-    /// Waits for the end of the run: its outcome, stdout lines and stderr.
-    fn finish(mut self) -> (RunOutcome, Vec<String>, String) {
-        self.stdin = None;
-        let thread = self.thread.take().expect("finished once");
-        let deadline = Instant::now() + TIMEOUT;
-        while !thread.is_finished() {
-            assert!(
-                Instant::now() < deadline,
-                "the guest did not finish in time"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let outcome = thread
-            .join()
-            .expect("the guest thread panicked")
-            .expect("run_command");
-        let mut stdout = Vec::new();
-        loop {
-            match self.lines.recv_timeout(TIMEOUT) {
-                Ok(line) => stdout.push(line),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!("the guest's stdout never closed"),
-            }
-        }
-        let stderr = self.stderr.take().expect("once").join().expect("stderr");
-        (outcome, stdout, stderr)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stdin = None;
-        if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + TIMEOUT;
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-    }
-}
-
 /// The guest publisher's report: `sent seq=<i> len=<first << i> delivered=1 ...` per frame,
 /// then `done sent=<count>`, and exit 0.
-fn assert_guest_sent(end: (RunOutcome, Vec<String>, String), count: u64, first: u64) {
-    let (outcome, stdout, stderr) = end;
+fn assert_guest_sent(end: Finished, count: u64, first: u64) {
+    let Finished {
+        outcome,
+        stdout,
+        stderr,
+    } = end;
     assert_eq!(outcome, RunOutcome::Exited(0), "{stdout:?}\n{stderr}");
     assert_eq!(stdout.len(), count as usize + 1, "{stdout:?}");
     for (seq, line) in stdout.iter().take(count as usize).enumerate() {
@@ -308,51 +191,44 @@ fn assert_guest_sent(end: (RunOutcome, Vec<String>, String), count: u64, first: 
 // Tests
 // ---------------------------------------------------------------------------------------------
 
-/// Frames of `1024 << seq` bytes from the wasm guest publisher reach the C subscriber
-/// process, which checks every byte, while the publisher's memory adds segments.
-#[test]
-fn guest_publisher_to_c_subscriber_across_growth() {
-    let Some(peers) = c_peers("guest_publisher_to_c_subscriber_across_growth") else {
+/// Frames of `1024 << seq` bytes from the wasm guest publisher reach the peer `pick` chooses,
+/// a separate process that checks every byte, while the publisher's memory adds segments.
+fn guest_publisher_to(test: &str, tag: &str, pick: fn(&CPeers) -> &Path, what: &str) {
+    let Some(peers) = c_peers(test) else {
         return;
     };
-    let scope = Scope::new("cpc");
+    let scope = Scope::new(tag);
     let host = host(&scope);
     let guest = Running::start(
         &host,
-        &channel_guest(&host),
+        &load(&host, resmem_guests::CHANNEL_WASM),
         &["channel", "pub", "svc", "11", "1024", "--seed", "7"],
     );
-    let mut c = spawn(
-        &peers.subscriber,
-        &["svc", "11", "7", scope.prefix()],
-        "C subscriber",
-    );
-    assert_frames(&mut c, 11, 1024);
+    let mut peer = spawn(pick(&peers), &["svc", "11", "7", scope.prefix()], what);
+    assert_frames(&mut peer, 11, 1024);
     assert_guest_sent(guest.finish(), 11, 1024);
     assert_empty(&scope);
+}
+
+#[test]
+fn guest_publisher_to_c_subscriber_across_growth() {
+    guest_publisher_to(
+        "guest_publisher_to_c_subscriber_across_growth",
+        "cpc",
+        |p| &p.subscriber,
+        "C subscriber",
+    );
 }
 
 /// The same with the C++ peer (RAII over the C API).
 #[test]
 fn guest_publisher_to_cpp_subscriber_across_growth() {
-    let Some(peers) = c_peers("guest_publisher_to_cpp_subscriber_across_growth") else {
-        return;
-    };
-    let scope = Scope::new("cpp");
-    let host = host(&scope);
-    let guest = Running::start(
-        &host,
-        &channel_guest(&host),
-        &["channel", "pub", "svc", "11", "1024", "--seed", "7"],
-    );
-    let mut cpp = spawn(
-        &peers.cpp,
-        &["svc", "11", "7", scope.prefix()],
+    guest_publisher_to(
+        "guest_publisher_to_cpp_subscriber_across_growth",
+        "cpp",
+        |p| &p.cpp,
         "C++ subscriber",
     );
-    assert_frames(&mut cpp, 11, 1024);
-    assert_guest_sent(guest.finish(), 11, 1024);
-    assert_empty(&scope);
 }
 
 /// Frames written in place by the C publisher are checked by the wasm guest subscriber and,
@@ -371,23 +247,20 @@ fn c_publisher_to_guest_and_native_subscribers() {
     );
     let guest = Running::start(
         &host,
-        &channel_guest(&host),
-        &[
-            "channel",
-            "sub",
-            "svc",
-            "8",
-            "--seed",
-            "9",
-            "--open-ms",
-            "30000",
-        ],
+        &load(&host, resmem_guests::CHANNEL_WASM),
+        &"channel sub svc 8 --seed 9 --open-ms 30000"
+            .split(' ')
+            .collect::<Vec<_>>(),
     );
     for seq in 0..8u64 {
         assert_eq!(c.line(TIMEOUT), format!("sent {seq} {} 1", 1024u64 << seq));
     }
     assert_eq!(c.line(TIMEOUT), "done sent=8");
-    let (outcome, stdout, stderr) = guest.finish();
+    let Finished {
+        outcome,
+        stdout,
+        stderr,
+    } = guest.finish();
     assert_eq!(outcome, RunOutcome::Exited(0), "{stdout:?}\n{stderr}");
     assert_eq!(stdout.first().map(String::as_str), Some("subscribed"));
     for seq in 0..8u64 {

@@ -37,6 +37,24 @@ fn value(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
+/// What `resmem-channel-peer frames` prints for `count` frames of `first << seq` bytes, each
+/// checked byte for byte there, ending in exit status 0.
+pub(super) fn assert_native_frames(native: &mut Peer, count: u64, first: u64) {
+    assert_eq!(native.line(STEP), "opening");
+    assert_eq!(native.line(STEP), "joined slot=0");
+    for seq in 0..count {
+        let line = native.line(STEP);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            words[..3],
+            ["frame", &seq.to_string(), &(first << seq).to_string()],
+            "{line}"
+        );
+    }
+    assert_eq!(native.line(STEP), format!("frames done count={count}"));
+    assert!(native.wait(STEP).success(), "{}", native.stderr());
+}
+
 /// Frames of `first << i` bytes from a guest publisher reach a native subscriber process,
 /// every byte checked there, while the memory adds segments (written by copy and in place).
 #[test]
@@ -56,19 +74,7 @@ fn guest_publisher_to_native_subscriber_across_growth() {
             "svc",
             &["--count", "11", "--seed", "7", "--open-timeout-ms", "30000"],
         );
-        assert_eq!(native.line(STEP), "opening");
-        assert_eq!(native.line(STEP), "joined slot=0");
-        for seq in 0..count {
-            let line = native.line(STEP);
-            let words: Vec<&str> = line.split_whitespace().collect();
-            assert_eq!(
-                words[..3],
-                ["frame", &seq.to_string(), &(1024u64 << seq).to_string()],
-                "{line}"
-            );
-        }
-        assert_eq!(native.line(STEP), "frames done count=11");
-        assert!(native.wait(STEP).success());
+        assert_native_frames(&mut native, count, 1024);
         let end = guest.finish();
         assert_eq!(end.outcome, RunOutcome::Exited(0), "{end:?}");
         assert_eq!(end.stdout.len(), count as usize + 1, "{end:?}");

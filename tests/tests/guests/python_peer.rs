@@ -206,19 +206,7 @@ fn guest_to_python_to_native_subscriber_every_byte() {
     assert_eq!(filter.line(STEP), "done count=11");
     assert!(filter.wait(STEP).success(), "{}", filter.stderr());
 
-    assert_eq!(native.line(STEP), "opening");
-    assert_eq!(native.line(STEP), "joined slot=0");
-    for seq in 0..count {
-        let line = native.line(STEP);
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(
-            words[..3],
-            ["frame", &seq.to_string(), &(1024u64 << seq).to_string()],
-            "{line}"
-        );
-    }
-    assert_eq!(native.line(STEP), "frames done count=11");
-    assert!(native.wait(STEP).success(), "{}", native.stderr());
+    super::channel::assert_native_frames(&mut native, count, 1024);
 
     let end = guest.finish();
     assert_eq!(end.outcome, RunOutcome::Exited(0), "{end:?}");

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use resmem::{Config, Overflow, Publisher};
 use zenoh::Wait;
@@ -12,7 +13,7 @@ use zenoh::key_expr::KeyExpr;
 use zenoh::qos::CongestionControl;
 
 use crate::BridgeError;
-use crate::export::{Export, Keyed};
+use crate::export::Export;
 use crate::import::{Import, hex};
 use crate::stats::{Counters, Direction, ServiceStats};
 
@@ -48,6 +49,7 @@ pub struct BridgeBuilder {
     buffer_size: Option<usize>,
     max_subscribers: Option<usize>,
     overflow: Overflow,
+    max_hold: Duration,
     log: LogFn,
 }
 
@@ -116,6 +118,15 @@ impl BridgeBuilder {
     /// Overflow policy of imported services (the channel's default: drop-oldest).
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
+        self
+    }
+
+    /// Longest time an exporter lets one zenoh put keep it from receiving (a stalled link):
+    /// then it drops, counted, what its local publisher sends until the link moves again.
+    /// Until then the link paces the exporter, and so a local publisher under
+    /// `Overflow::Block`, as zenoh paces its own publishers. Default 100 ms.
+    pub fn max_hold(mut self, hold: Duration) -> Self {
+        self.max_hold = hold;
         self
     }
 
@@ -228,25 +239,17 @@ impl BridgeBuilder {
             session: session.clone(),
         };
         for (service, key) in self.exports.iter().zip(export_keys) {
-            // Reliable (zenoh's default for publishers; choosing it is unstable API). The
-            // sender thread's waits for the link rather than dropping fragments of a large
-            // message (only that thread waits, never the local publisher); the direct path's
-            // drops what finds zenoh's queue full for a millisecond.
-            let keyed = Keyed {
-                waiting: session
-                    .declare_publisher(key.clone())
-                    .congestion_control(CongestionControl::Block)
-                    .wait()
-                    .map_err(zenoh_error)?,
-                direct: session
-                    .declare_publisher(key)
-                    .congestion_control(CongestionControl::Drop)
-                    .wait()
-                    .map_err(zenoh_error)?,
-            };
+            // Reliable (zenoh's default for publishers; choosing it is unstable API), waiting
+            // for the link: the exporter's watchdog bounds how long a put may hold it.
+            let publisher = session
+                .declare_publisher(key)
+                .congestion_control(CongestionControl::Block)
+                .wait()
+                .map_err(zenoh_error)?;
             let export = Export {
                 service: service.clone(),
                 counters: Arc::default(),
+                max_hold: self.max_hold,
             };
             bridge.services.push((
                 service.clone(),
@@ -257,7 +260,7 @@ impl BridgeBuilder {
             bridge.threads.push(
                 std::thread::Builder::new()
                     .name(format!("export {service}"))
-                    .spawn(move || export.run(&shared, &keyed))?,
+                    .spawn(move || export.run(&shared, &publisher))?,
             );
         }
         for ((service, key), publisher) in self.imports.iter().zip(import_keys).zip(publishers) {
@@ -305,6 +308,7 @@ impl Bridge {
             buffer_size: None,
             max_subscribers: None,
             overflow: Overflow::default(),
+            max_hold: Duration::from_millis(100),
             log: Arc::new(|line| eprintln!("resmem-bridge: {line}")),
         }
     }

@@ -1,137 +1,70 @@
 //! An exported service: a local subscriber like any other, whose samples go out on the key
-//! `<prefix>/<service>`, copied once into the zenoh message and released at once.
+//! `<prefix>/<service>`, reliably and in order, put by the thread that received them (no
+//! thread hop, no queue). The message is the header followed by the sample's bytes in place
+//! ([`held`]): zenoh copies them into its batches and the sample goes back to its publisher
+//! when zenoh lets go of the message.
 //!
-//! Two paths, in order. A small message (one zenoh batch) while nothing waits for the sender
-//! is put at once by the receiving thread, with `CongestionControl::Drop`: zenoh waits at most
-//! about a millisecond for room, and a put that had to wait turns the direct path off for a
-//! while. Everything else goes to a sender thread that puts reliably and waits for the link
-//! (a 64 MiB message takes its time), fed through a queue bounded in messages and bytes. The
-//! local publisher is never held up: without a remote importer, or with the queue full, a
-//! sample is dropped and counted; what zenoh drops shows as a gap at the importer.
+//! Puts wait for the link (`CongestionControl::Block`), so a lossless local publisher
+//! (`Overflow::Block`) is paced by the link as a zenoh publisher is, and nothing is lost while
+//! the link moves. It is never held up for longer than `max_hold`: a watchdog that sees one
+//! put last that long (a stalled link; zenoh waits up to its block timeout before it closes
+//! the link) takes over receiving and drops, counted, what arrives until the put returns.
+//! Without a remote importer a sample is dropped at once.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use resmem::{ChannelError, Config, Subscriber};
 use zenoh::Wait;
+use zenoh::bytes::ZBytes;
 use zenoh::matching::MatchingListener;
 use zenoh::pubsub::Publisher as ZPublisher;
 
 use crate::bridge::Shared;
+use crate::held;
 use crate::stats::Counters;
 use crate::wire::Header;
 
 /// How long one wait for a local publisher (or a sample) lasts before the stop flag is read.
 const SLICE: Duration = Duration::from_millis(100);
-/// Messages, and bytes, waiting for the sender at most.
-const QUEUE: usize = 64;
-const QUEUE_BYTES: u64 = 256 << 20;
-/// Largest message put directly: zenoh fragments larger ones, and a fragmented message under
-/// `CongestionControl::Drop` may wait up to 50 ms for room.
-const DIRECT_MAX: usize = 48 << 10;
-/// A direct put that took longer met a full zenoh queue: the sender takes over for `COOL_OFF`.
-const SLOW_PUT: Duration = Duration::from_micros(300);
-const COOL_OFF: Duration = Duration::from_millis(50);
-
-/// A message for the sender and its payload length.
-struct Outgoing {
-    message: Vec<u8>,
-    len: u64,
-}
-
-/// What waits for the sender, in messages and bytes: read before a sample is copied, so that
-/// a sample the queue has no room for is dropped without the copy.
-#[derive(Default)]
-struct Backlog {
-    messages: AtomicUsize,
-    bytes: AtomicU64,
-}
-
-impl Backlog {
-    /// Nothing queued and nothing being put: a direct put now keeps the order.
-    fn is_idle(&self) -> bool {
-        self.messages.load(Ordering::Acquire) == 0
-    }
-
-    fn has_room(&self, bytes: u64) -> bool {
-        self.messages.load(Ordering::Relaxed) < QUEUE
-            && self.bytes.load(Ordering::Relaxed) + bytes <= QUEUE_BYTES
-    }
-
-    fn add(&self, bytes: u64) {
-        self.messages.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// After the message was put (or given up): `Release` orders the put before a direct
-    /// one that sees the backlog idle.
-    fn remove(&self, bytes: u64) {
-        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
-        self.messages.fetch_sub(1, Ordering::Release);
-    }
-}
+/// Longest wait of the watchdog's receives while it sheds (the relay wants the subscriber
+/// back as soon as its put returns).
+const SHED_SLICE: Duration = Duration::from_millis(5);
 
 pub(crate) struct Export {
     pub(crate) service: String,
     pub(crate) counters: Arc<Counters>,
+    /// Longest time one put may keep the local subscriber from receiving.
+    pub(crate) max_hold: Duration,
 }
 
-/// The zenoh publishers of one exported key.
-pub(crate) struct Keyed<'a> {
-    /// Reliable, `CongestionControl::Block`: the sender thread's.
-    pub(crate) waiting: ZPublisher<'a>,
-    /// Reliable, `CongestionControl::Drop`: the direct path's.
-    pub(crate) direct: ZPublisher<'a>,
+/// What the relay (the receiving and putting thread) and its watchdog share while one local
+/// publisher lives.
+struct Relay {
+    subscriber: Arc<Subscriber>,
+    /// Held by whoever receives: the relay, or the watchdog while a put is stuck.
+    receiving: Mutex<()>,
+    /// Incremented before and after every put: odd while one is under way.
+    puts: AtomicU64,
+    /// Sequence number of the next sample taken (dropped ones too: the importer sees gaps).
+    seq: AtomicU64,
+    /// The relay has returned: the watchdog ends.
+    done: AtomicBool,
 }
 
-/// The receiving thread's side of the sender: its queue and the direct path's state.
-struct Outbox<'a> {
-    tx: SyncSender<Outgoing>,
-    queued: &'a Backlog,
-    direct: &'a ZPublisher<'a>,
-    /// The direct path is off until then.
-    cool_off_until: Option<Instant>,
+impl Relay {
+    fn receiving(&self) -> std::sync::MutexGuard<'_, ()> {
+        // Guards no data: a panic while it was held leaves nothing half-done.
+        self.receiving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Export {
-    pub(crate) fn run(&self, shared: &Shared, keyed: &Keyed<'_>) {
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let queued = Backlog::default();
-        let matching = Matching::new(&keyed.waiting);
-        std::thread::scope(|scope| {
-            scope.spawn(|| self.send(&keyed.waiting, &matching, rx, &queued));
-            let mut outbox = Outbox {
-                tx,
-                queued: &queued,
-                direct: &keyed.direct,
-                cool_off_until: None,
-            };
-            self.receive(shared, &matching, &mut outbox);
-            drop(outbox);
-        });
-    }
-
-    /// The sender: puts each message, or counts it dropped when no importer listens.
-    fn send(
-        &self,
-        publisher: &ZPublisher<'_>,
-        matching: &Matching<'_>,
-        rx: Receiver<Outgoing>,
-        queued: &Backlog,
-    ) {
-        for out in rx {
-            let size = out.message.len() as u64;
-            self.count(
-                matching.now() && publisher.put(out.message).wait().is_ok(),
-                out.len,
-            );
-            queued.remove(size);
-        }
-    }
-
-    fn receive(&self, shared: &Shared, matching: &Matching<'_>, outbox: &mut Outbox<'_>) {
+    pub(crate) fn run(&self, shared: &Shared, publisher: &ZPublisher<'_>) {
+        let matching = Matching::new(publisher);
         let mut seq = 0u64;
         let mut announced = false;
         while !shared.stop.load(Ordering::Relaxed) {
@@ -161,7 +94,19 @@ impl Export {
                 self.service,
                 subscriber.slot()
             ));
-            self.forward(shared, matching, &subscriber, &mut seq, outbox);
+            let relay = Relay {
+                subscriber: Arc::new(subscriber),
+                receiving: Mutex::new(()),
+                puts: AtomicU64::new(0),
+                seq: AtomicU64::new(seq),
+                done: AtomicBool::new(false),
+            };
+            std::thread::scope(|scope| {
+                scope.spawn(|| self.watch(shared, &relay));
+                self.forward(shared, &matching, &relay, publisher);
+                relay.done.store(true, Ordering::Relaxed);
+            });
+            seq = relay.seq.load(Ordering::Relaxed);
         }
     }
 
@@ -171,17 +116,17 @@ impl Export {
                 .is_ok_and(|info| info.publisher_pid == std::process::id())
     }
 
-    /// Takes samples until the local publisher goes (or the bridge stops).
+    /// Takes samples and puts them until the local publisher goes (or the bridge stops).
     fn forward(
         &self,
         shared: &Shared,
         matching: &Matching<'_>,
-        subscriber: &Subscriber,
-        seq: &mut u64,
-        outbox: &mut Outbox<'_>,
+        relay: &Relay,
+        publisher: &ZPublisher<'_>,
     ) {
         while !shared.stop.load(Ordering::Relaxed) {
-            let sample = match subscriber.receive_timeout(SLICE) {
+            let receiving = relay.receiving();
+            let sample = match relay.subscriber.receive_timeout(SLICE) {
                 Ok(Some(sample)) => sample,
                 Ok(None) => continue,
                 Err(ChannelError::PublisherGone) => {
@@ -196,83 +141,93 @@ impl Export {
                     return;
                 }
             };
-            let header = Header {
-                seq: *seq,
-                len: sample.len() as u64,
-                origin: shared.zid,
-            };
-            *seq += 1;
-            let size = crate::wire::HEADER + sample.len();
+            let seq = relay.seq.fetch_add(1, Ordering::Relaxed);
+            drop(receiving);
             if !matching.now() {
                 Counters::add(&self.counters.dropped, 1);
                 continue;
             }
-            if size <= DIRECT_MAX && outbox.direct_open() {
-                let message = header.encode(sample.payload());
-                drop(sample);
-                self.put_direct(outbox, message, header.len);
-                continue;
-            }
-            if !outbox.queued.has_room(size as u64) {
-                Counters::add(&self.counters.dropped, 1);
-                continue;
-            }
-            // Copied: the local chunk goes back to its publisher before zenoh sends anything.
-            let message = header.encode(sample.payload());
-            drop(sample);
-            outbox.queued.add(size as u64);
-            let out = Outgoing {
-                message,
-                len: header.len,
+            let header = Header {
+                seq,
+                len: sample.len() as u64,
+                origin: shared.zid,
             };
-            if let Err(TrySendError::Full(out) | TrySendError::Disconnected(out)) =
-                outbox.tx.try_send(out)
-            {
-                outbox.queued.remove(out.message.len() as u64);
+            let mut message = ZBytes::writer();
+            message.append(ZBytes::from(header.to_bytes()));
+            if !sample.is_empty() {
+                message.append(ZBytes::from(held::bytes(
+                    Arc::clone(&relay.subscriber),
+                    sample.detach(),
+                )));
+            }
+            // SeqCst: the watchdog reads the count on another thread's clock.
+            relay.puts.fetch_add(1, Ordering::SeqCst);
+            let put = publisher.put(message.finish()).wait().is_ok();
+            relay.puts.fetch_add(1, Ordering::SeqCst);
+            if put {
+                Counters::add(&self.counters.samples, 1);
+                Counters::add(&self.counters.bytes, header.len);
+            } else {
                 Counters::add(&self.counters.dropped, 1);
             }
         }
     }
 
-    /// Counts one put of a `len`-byte sample: forwarded, or dropped.
-    fn count(&self, put: bool, len: u64) {
-        if put {
-            Counters::add(&self.counters.samples, 1);
-            Counters::add(&self.counters.bytes, len);
-        } else {
-            Counters::add(&self.counters.dropped, 1);
-        }
-    }
-
-    /// Puts `message` from the receiving thread; a put that waited for room closes the direct
-    /// path for a while, so that a congested link never slows the local subscriber.
-    fn put_direct(&self, outbox: &mut Outbox<'_>, message: Vec<u8>, len: u64) {
-        let started = Instant::now();
-        self.count(outbox.direct.put(message).wait().is_ok(), len);
-        let took = started.elapsed();
-        if took > SLOW_PUT {
-            outbox.cool_off_until = Some(started + took + COOL_OFF);
-        }
-    }
-}
-
-impl Outbox<'_> {
-    /// Whether a message may be put directly now: the sender has nothing (order) and no
-    /// direct put met congestion lately.
-    fn direct_open(&mut self) -> bool {
-        if let Some(until) = self.cool_off_until {
-            if Instant::now() < until {
-                return false;
+    /// The watchdog: looks at the relay every quarter of `max_hold`; a put seen under way
+    /// for `max_hold` makes it shed.
+    fn watch(&self, shared: &Shared, relay: &Relay) {
+        let tick = (self.max_hold / 4).max(Duration::from_millis(1));
+        let mut seen: Option<(u64, Instant)> = None;
+        while !relay.done.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(tick);
+            let puts = relay.puts.load(Ordering::SeqCst);
+            if puts % 2 == 0 {
+                seen = None;
+                continue;
             }
-            self.cool_off_until = None;
+            match seen {
+                Some((put, since)) if put == puts => {
+                    if since.elapsed() + tick >= self.max_hold {
+                        self.shed(shared, relay, puts);
+                        seen = None;
+                    }
+                }
+                _ => seen = Some((puts, Instant::now())),
+            }
         }
-        self.queued.is_idle()
+    }
+
+    /// Receives and drops, counted, while put number `put` is still under way.
+    fn shed(&self, shared: &Shared, relay: &Relay, put: u64) {
+        shared.log(format!(
+            "export {}: the link took no sample for {:?}; dropping until it does",
+            self.service, self.max_hold
+        ));
+        let _receiving = relay.receiving();
+        let mut dropped = 0u64;
+        while relay.puts.load(Ordering::SeqCst) == put && !shared.stop.load(Ordering::Relaxed) {
+            match relay.subscriber.receive_timeout(SHED_SLICE) {
+                Ok(Some(sample)) => {
+                    relay.seq.fetch_add(1, Ordering::Relaxed);
+                    drop(sample);
+                    dropped += 1;
+                    Counters::add(&self.counters.dropped, 1);
+                }
+                Ok(None) => {}
+                // The relay meets it too once its put returns.
+                Err(_) => break,
+            }
+        }
+        shared.log(format!(
+            "export {}: the link moves again; {dropped} samples dropped meanwhile",
+            self.service
+        ));
     }
 }
 
 /// Whether a remote importer listens on the key, asked for every sample: a matching listener
-/// keeps the answer in a flag (asking zenoh's `matching_status` walks its routing tables, twice
-/// per sample); without a listener, zenoh is asked.
+/// keeps the answer in a flag (asking zenoh's `matching_status` walks its routing tables);
+/// without a listener, zenoh is asked.
 struct Matching<'a> {
     publisher: &'a ZPublisher<'a>,
     flag: Arc<AtomicBool>,

@@ -2,10 +2,13 @@
 //!
 //! Shared memory ends at the machine; a bridge per host carries channel services
 //! ([`resmem::channel`]) between machines over [Zenoh](https://zenoh.io). An **export** is a
-//! local subscriber like any other: each sample is copied once into a zenoh message on the key
+//! local subscriber like any other: each sample goes out as a zenoh message on the key
 //! `<prefix>/<service>` (reliable, with a small header: sequence number, length, the bridge's
-//! zenoh id) and released at once, so the local publisher is never held up; without a remote
-//! importer a sample is dropped and counted. An **import** is the local service's publisher:
+//! zenoh id), its bytes handed to zenoh in place, and is released once zenoh has them. The
+//! link paces the exporter (and so a local publisher under `Overflow::Block`), but never for
+//! longer than `max_hold` (default 100 ms): a stalled link makes the exporter drop and count
+//! what arrives until the link moves again; without a remote importer a sample is dropped
+//! and counted at once. An **import** is the local service's publisher:
 //! each message is loaned, copied and sent into local shared memory, the memory growing as
 //! payloads grow. Sequence numbers count what was lost on the way (gaps); a bridge ignores
 //! messages of its own origin and does not export a service its own importer publishes, so
@@ -55,6 +58,7 @@
 mod bridge;
 mod error;
 mod export;
+mod held;
 mod import;
 mod stats;
 pub mod wire;

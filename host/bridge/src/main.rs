@@ -4,7 +4,8 @@
 //! resmem-bridge run [--export S]... [--import S]... [--namespace P] [--listen E]...
 //!                   [--connect E]... [--key-prefix resmem] [--zenoh-config FILE]
 //!                   [--no-multicast] [--buffer-size N] [--max-subscribers N]
-//!                   [--overflow drop-oldest|drop-newest|block] [--status-ms MS]
+//!                   [--overflow drop-oldest|drop-newest|block] [--max-hold-ms MS]
+//!                   [--status-ms MS]
 //! ```
 //!
 //! Prints `bridge zid=<id> ready` once forwarding, log lines (`import S: gap of N samples
@@ -82,6 +83,10 @@ struct RunArgs {
     /// Overflow policy of imported services.
     #[arg(long, value_enum, default_value = "drop-oldest")]
     overflow: OverflowArg,
+    /// Longest time in milliseconds a stalled link may keep an exporter from receiving;
+    /// then it drops (counted) until the link moves again.
+    #[arg(long, default_value_t = 100)]
+    max_hold_ms: u64,
     /// Period of the status lines in milliseconds (0: only the final one).
     #[arg(long, default_value_t = 1000)]
     status_ms: u64,
@@ -124,6 +129,7 @@ fn run(args: RunArgs) -> Result<()> {
             OverflowArg::DropNewest => Overflow::DropNewest,
             OverflowArg::Block => Overflow::Block,
         })
+        .max_hold(Duration::from_millis(args.max_hold_ms))
         .on_log(say);
     for s in &args.exports {
         builder = builder.export(s);

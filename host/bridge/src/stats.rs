@@ -49,7 +49,8 @@ pub struct ServiceStats {
     pub bytes: u64,
     /// Import: samples missing between the sequence numbers received (lost on the way).
     pub gaps: u64,
-    /// Export: samples taken locally but not forwarded (no remote importer, or zenoh refused);
+    /// Export: samples taken locally but not forwarded (no remote importer, a link stalled
+    /// past `max_hold`, or zenoh refused);
     /// import: messages received but not published (the local memory refused them).
     pub dropped: u64,
     /// Import: messages of this bridge's own origin, ignored (a loop).

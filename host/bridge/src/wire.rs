@@ -28,11 +28,18 @@ impl Header {
     /// Header followed by `payload`, in one buffer.
     pub fn encode(&self, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + payload.len());
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&self.seq.to_le_bytes());
-        out.extend_from_slice(&self.len.to_le_bytes());
-        out.extend_from_slice(&self.origin);
+        out.extend_from_slice(&self.to_bytes());
         out.extend_from_slice(payload);
+        out
+    }
+
+    /// The header alone (the payload follows it on the wire).
+    pub fn to_bytes(&self) -> [u8; HEADER] {
+        let mut out = [0u8; HEADER];
+        out[..4].copy_from_slice(&MAGIC);
+        out[4..12].copy_from_slice(&self.seq.to_le_bytes());
+        out[12..20].copy_from_slice(&self.len.to_le_bytes());
+        out[20..36].copy_from_slice(&self.origin);
         out
     }
 

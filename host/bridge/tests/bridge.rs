@@ -556,6 +556,135 @@ fn the_importer_restarts_mid_stream() {
     ns.assert_clean();
 }
 
+/// A stalled link (the importing bridge frozen with SIGSTOP: its TCP connection stays up
+/// but nothing is read, so the exporter's zenoh put waits): the exporter holds the local
+/// publisher (`Overflow::Block`) no longer than about `--max-hold-ms`, then drops and counts
+/// what arrives, and forwards again, in order and byte for byte, once the importer runs.
+#[test]
+fn a_stalled_link_holds_the_publisher_at_most_max_hold() {
+    const LEN: usize = 64 << 10;
+    let ns = Namespaces::new("st");
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let publisher = publisher(&ns.a, "cam");
+    let mut a = BridgeProc::spawn(
+        &[],
+        &[
+            "--namespace",
+            &ns.a,
+            "--export",
+            "cam",
+            "--listen",
+            &endpoint,
+            "--max-hold-ms",
+            "100",
+        ],
+    );
+    let b = BridgeProc::spawn(
+        &[],
+        &[
+            "--namespace",
+            &ns.b,
+            "--import",
+            "cam",
+            "--connect",
+            &endpoint,
+            "--overflow",
+            "block",
+        ],
+    );
+    let b_pid = libc::pid_t::try_from(b.child.id()).expect("pid");
+    let signal = |sig: libc::c_int| {
+        // SAFETY: kill(2) with a pid of our own child process and a constant signal.
+        assert_eq!(unsafe { libc::kill(b_pid, sig) }, 0, "kill({b_pid}, {sig})");
+    };
+    let sub = subscriber(&ns.b, "cam");
+    publisher.wait_for_subscribers(1, STEP);
+    until_linked(&publisher, &sub);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let sent_so_far = std::sync::atomic::AtomicU64::new(0);
+    let (sent, longest, during) = std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let (mut seq, mut longest) = (0u64, Duration::ZERO);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                publisher.send_copy(&payload(seq, LEN)).expect("send");
+                longest = longest.max(t.elapsed());
+                seq += 1;
+                sent_so_far.store(seq, Ordering::Relaxed);
+            }
+            (seq, longest)
+        });
+        // Flowing, then frozen for 2 s, then running again.
+        let mut got = Vec::new();
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until {
+            if let Ok(Some(sample)) = sub.receive_timeout(Duration::from_millis(50)) {
+                got.push(u64::from_le_bytes(
+                    sample.payload()[..8].try_into().unwrap(),
+                ));
+            }
+        }
+        assert!(
+            got.len() > 10,
+            "only {} samples before the stall",
+            got.len()
+        );
+        signal(libc::SIGSTOP);
+        a.until(|l| l.contains("export cam: the link took no sample for"));
+        let before = sent_so_far.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(2));
+        let during = sent_so_far.load(Ordering::Relaxed) - before;
+        signal(libc::SIGCONT);
+        a.until(|l| l.contains("export cam: the link moves again"));
+        let deadline = Instant::now() + STEP;
+        let mut after = 0;
+        while after < 50 {
+            assert!(Instant::now() < deadline, "the stream did not resume");
+            if let Ok(Some(sample)) = sub.receive_timeout(Duration::from_millis(100)) {
+                let seq = u64::from_le_bytes(sample.payload()[..8].try_into().unwrap());
+                assert!(
+                    sample.payload() == &payload(seq, LEN)[..],
+                    "sample {seq} differs"
+                );
+                assert!(seq > *got.last().unwrap(), "in order: {seq} after {got:?}");
+                got.push(seq);
+                after += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (sent, longest) = sender.join().expect("sender");
+        (sent, longest, during)
+    });
+    assert!(
+        during > 100,
+        "the publisher kept sending while the link stalled: {during} samples in 2 s"
+    );
+    assert!(
+        longest < Duration::from_millis(600),
+        "the exporter held the publisher up for {longest:?} (max hold 100 ms)"
+    );
+    drop(sub);
+    drop(publisher);
+    let finals = a.stop();
+    let out = finals
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("status export cam "))
+        .expect("export status");
+    let (forwarded, dropped) = (field(out, "samples"), field(out, "dropped"));
+    assert!(
+        dropped > 0,
+        "the stall's samples are counted dropped: {out}"
+    );
+    assert!(
+        forwarded + dropped >= sent,
+        "every sample was forwarded or counted as dropped: {out}, sent {sent}"
+    );
+    drop(b.stop());
+    ns.assert_clean();
+}
+
 /// A guest publisher (the `channel` guest in a wasmtime host, namespace A) reaches a native
 /// subscriber in namespace B through both bridges: every frame checked byte for byte, in
 /// order, the guest's memory growing on the way.

@@ -59,6 +59,7 @@ impl Ends {
             .config(&config)
             .key_prefix(&format!("rmbench/{}", job.tag))
             .multicast(false)
+            .overflow(Overflow::Block)
             .on_log(|_| {});
         builder = if side == "A" {
             builder.listen(&job.endpoint())

@@ -182,7 +182,8 @@ fn measure(notes: &mut Vec<String>) -> Vec<Row> {
         ));
         notes.push(format!(
             "{name}: B received {:.0} % (zenoh) and {:.0} % (bridge) of the samples A sent; \
-             side A's exporter forwarded {sent} and dropped {dropped} (its queue full)",
+             side A's exporter forwarded {sent} and dropped {dropped} (probes before the importer \
+             matched, or a link stalled past max-hold)",
             100.0 * median(&zenoh_got),
             100.0 * median(&bridge_got),
         ));

@@ -14,13 +14,14 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::ChannelError;
+use super::notify::Bell;
 use super::queue::{Entry, QueueRef};
 use crate::header::prefix_hash;
 
 /// "RESMEMCH".
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"RESMEMCH");
 /// Layout version of the control object; a subscriber refuses any other.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Cache line (with the adjacent-line prefetcher in mind).
 const LINE: usize = 128;
 /// Upper bounds of the builder values, so every size below fits comfortably.
@@ -66,11 +67,14 @@ pub(crate) struct HeaderLive {
     pub(crate) joins: AtomicU64,
     /// Publisher threads blocked in `send` under `Overflow::Block`.
     pub(crate) publisher_waiters: AtomicU32,
-    _pad1: u32,
+    /// Publisher threads waiting on `publisher_bell` (the futex of `notify::Bell`).
+    pub(crate) publisher_bell_waiters: AtomicU32,
     /// Returned offsets the publisher refused (statistics, written by the publisher).
     pub(crate) violations: AtomicU64,
     /// Samples sent (statistics, written by the publisher).
     pub(crate) sent: AtomicU64,
+    /// The futex word subscribers ring for a blocked publisher.
+    pub(crate) publisher_bell: AtomicU32,
 }
 
 /// The subscriber-written control line of a slot.
@@ -84,6 +88,10 @@ pub(crate) struct SlotControl {
     pub(crate) pid: AtomicU32,
     /// Occupant threads waiting for data (the publisher wakes only when this is non-zero).
     pub(crate) waiters: AtomicU32,
+    /// Occupant threads waiting for data on `bell` (the futex of `notify::Bell`).
+    pub(crate) bell_waiters: AtomicU32,
+    /// The futex word the publisher rings for this slot's occupant.
+    pub(crate) bell: AtomicU32,
 }
 
 #[repr(C, align(128))]
@@ -259,6 +267,24 @@ impl Control {
         // SAFETY: slot k lies inside total_size (k < max_subscribers, checked above); a slot
         // starts at a multiple of 128 and is made of atomics.
         unsafe { &*(self.slot_base(k) as *const SlotFixed) }
+    }
+
+    /// The bell the publisher rings for slot `k`'s occupant (data, or the service closing).
+    pub(crate) fn data_bell(&self, k: usize) -> Bell<'_> {
+        let control = &self.slot(k).control;
+        Bell {
+            waiters: &control.bell_waiters,
+            word: &control.bell,
+        }
+    }
+
+    /// The bell subscribers ring for a publisher blocked on a full queue.
+    pub(crate) fn publisher_bell(&self) -> Bell<'_> {
+        let live = &self.header().live;
+        Bell {
+            waiters: &live.publisher_bell_waiters,
+            word: &live.publisher_bell,
+        }
     }
 
     fn entries(&self, k: usize, first: usize, count: usize) -> &[Entry] {

@@ -2,8 +2,15 @@
 //! random nonce it publishes in the control object. A waiter announces itself in a shared
 //! counter, re-checks its condition and sleeps in `poll(2)`; the other side, after a SeqCst
 //! fence, sends one byte only when the counter is non-zero, so a busy party pays no syscall.
-//! A file descriptor (not a futex) so that `tokio::io::unix::AsyncFd` and a host's
-//! `wasi:io/poll` pollables can wait on the same thing.
+//! A file descriptor so that `tokio::io::unix::AsyncFd` and a host's `wasi:io/poll`
+//! pollables can wait on the same thing, and next to the publisher's pidfd.
+//!
+//! Beside each socket is a [`Bell`]: a futex word in the control object with its own waiter
+//! count, for blocking waits of busy parties. Ringing it is one `FUTEX_WAKE` and waiting one
+//! `FUTEX_WAIT` (non-private, so across processes), where a datagram costs a socket buffer,
+//! a `poll` and the reads that drain it: on a stream of small samples that was a third of a
+//! subscriber's CPU. A futex cannot be waited on next to a pidfd or by a reactor, so those
+//! waits keep the socket, and a waker rings both when both have waiters.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -108,6 +115,84 @@ impl Drop for WaiterGuard<'_> {
 pub(crate) fn anybody_waiting(counter: &AtomicU32) -> bool {
     fence(Ordering::SeqCst);
     counter.load(Ordering::Relaxed) != 0
+}
+
+/// A futex word and its waiter count, both in shared memory (any value a hostile peer writes
+/// only causes a spurious or a missed wake-up: waits are bounded).
+#[derive(Clone, Copy)]
+pub(crate) struct Bell<'a> {
+    pub(crate) waiters: &'a AtomicU32,
+    pub(crate) word: &'a AtomicU32,
+}
+
+impl<'a> Bell<'a> {
+    /// Counts us in, fences, and reads the word: the caller re-checks its condition, then
+    /// waits on the guard (a ring after the re-check changes the word, so the wait returns).
+    pub(crate) fn enter(self) -> BellGuard<'a> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        BellGuard {
+            seen: self.word.load(Ordering::SeqCst),
+            bell: self,
+        }
+    }
+
+    /// The waker's side, after publishing its change: wakes every waiter, if any.
+    pub(crate) fn ring(self) {
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.word.fetch_add(1, Ordering::SeqCst);
+            // SAFETY: FUTEX_WAKE only uses the address as a key (a live atomic of a shared
+            // mapping); no memory is read or written through it.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.word.as_ptr(),
+                    libc::FUTEX_WAKE,
+                    i32::MAX,
+                    std::ptr::null::<libc::timespec>(),
+                    std::ptr::null::<u32>(),
+                    0,
+                );
+            }
+        }
+    }
+}
+
+/// A waiter counted in a [`Bell`] for as long as it lives.
+pub(crate) struct BellGuard<'a> {
+    bell: Bell<'a>,
+    seen: u32,
+}
+
+impl BellGuard<'_> {
+    /// Sleeps until the bell rings (since `enter`), a signal, or `timeout`.
+    pub(crate) fn wait(&self, timeout: Duration) {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        };
+        // SAFETY: FUTEX_WAIT reads the u32 at the address (a live atomic of a shared mapping,
+        // borrowed for the call) and compares it with `seen`; `ts` lives on our stack for the
+        // call. EAGAIN, ETIMEDOUT and EINTR all return to a caller that re-checks.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.bell.word.as_ptr(),
+                libc::FUTEX_WAIT,
+                self.seen,
+                &ts as *const libc::timespec,
+                std::ptr::null::<u32>(),
+                0,
+            );
+        }
+    }
+}
+
+impl Drop for BellGuard<'_> {
+    fn drop(&mut self) {
+        self.bell.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Whether process `pid` has surely exited: its pidfd is readable, or (without one) the pid

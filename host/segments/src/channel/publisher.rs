@@ -545,6 +545,7 @@ impl Drop for Publisher {
         for &k in &state.attached {
             let conn = &state.subs[k];
             pending |= !self.control.submission(k).is_empty();
+            self.control.data_bell(k).ring();
             if let Some(address) = &conn.address {
                 self.notifier.wake(address);
             }

@@ -417,4 +417,38 @@ mod loom_models {
             assert!(!sleeps || wakes, "the waiter sleeps and nobody wakes it");
         });
     }
+
+    /// The bell of `notify.rs` (waiter: count in, SeqCst fence, read the word, re-check, then
+    /// `FUTEX_WAIT` on the word read; waker: publish, SeqCst fence, look at the count, bump
+    /// the word, `FUTEX_WAKE`): a waiter that sleeps read the word before the waker bumped it,
+    /// so its wait returns at once or is woken.
+    #[test]
+    fn loom_bell_ring_is_never_lost() {
+        loom::model(|| {
+            let shared = Shared::new(1);
+            let waiters = Arc::new(AtomicU32::new(0));
+            let word = Arc::new(AtomicU32::new(0));
+            let waiter = {
+                let (shared, waiters, word) = (shared.clone(), waiters.clone(), word.clone());
+                thread::spawn(move || {
+                    waiters.fetch_add(1, Ordering::SeqCst);
+                    fence(Ordering::SeqCst);
+                    let seen = word.load(Ordering::SeqCst);
+                    (shared.queue().is_empty(), seen)
+                })
+            };
+            let queue = shared.queue();
+            queue.push(0, 7, !7);
+            fence(Ordering::SeqCst);
+            let rings = waiters.load(Ordering::Relaxed) != 0;
+            if rings {
+                word.fetch_add(1, Ordering::SeqCst);
+            }
+            let (sleeps, seen) = waiter.join().unwrap();
+            assert!(
+                !sleeps || (rings && word.load(Ordering::SeqCst) != seen),
+                "the waiter sleeps on a word nobody changes after it looked"
+            );
+        });
+    }
 }

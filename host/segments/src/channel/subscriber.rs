@@ -18,6 +18,11 @@ const LIVENESS_SLICE: Duration = Duration::from_millis(100);
 /// The same while a pidfd of the publisher wakes the subscriber when it exits (a backstop for
 /// a publisher in another pid namespace, or a pid in the header that is not the publisher's).
 const WATCHED_SLICE: Duration = Duration::from_secs(1);
+/// A `receive_timeout` that took a sample this recently (ms) waits on the slot's bell (a
+/// futex, cheap to ring) in slices of `BELL_SLICE`; an idle one waits on the socket next to
+/// the publisher's pidfd, which wakes it at once when the publisher dies.
+const HOT_MS: u64 = 20;
+const BELL_SLICE: Duration = Duration::from_millis(10);
 /// How often (ms) an idle `receive` may probe the publisher's lock.
 const LIVENESS_EVERY_MS: u64 = 10;
 /// How often, and how far apart, the last subscriber of a closed service tries to remove it
@@ -61,6 +66,8 @@ pub struct Subscriber {
     refused: AtomicU64,
     next_liveness: AtomicU64,
     gone: AtomicBool,
+    /// When `receive_timeout` last returned a sample (coarse ms).
+    last_taken_ms: AtomicU64,
 }
 
 impl Subscriber {
@@ -247,8 +254,11 @@ impl Subscriber {
         let queue = self.control.submission(self.k);
         let capacity = queue.capacity();
         let low_water = capacity - (capacity / 2).max(1);
-        if queue.len_hint() <= low_water
-            && anybody_waiting(&self.control.header().live.publisher_waiters)
+        if queue.len_hint() > low_water {
+            return;
+        }
+        self.control.publisher_bell().ring();
+        if anybody_waiting(&self.control.header().live.publisher_waiters)
             && let Some(address) = &self.publisher_address
         {
             self.notifier.wake(address);
@@ -270,6 +280,7 @@ impl Subscriber {
         let mut spun = self.spin.is_zero();
         loop {
             if let Some(sample) = self.receive()? {
+                self.last_taken_ms.store(coarse_now_ms(), Ordering::Relaxed);
                 return Ok(Some(sample));
             }
             let now = Instant::now();
@@ -282,6 +293,14 @@ impl Subscriber {
                 while Instant::now() < until && !self.has_samples() {
                     std::hint::spin_loop();
                 }
+                continue;
+            }
+            if coarse_now_ms().saturating_sub(self.last_taken_ms.load(Ordering::Relaxed)) < HOT_MS {
+                let waiting = self.control.data_bell(self.k).enter();
+                if self.has_samples() || self.publisher_gone() {
+                    continue;
+                }
+                waiting.wait((deadline - now).min(BELL_SLICE));
                 continue;
             }
             let _waiting = WaiterGuard::enter(&self.control.slot(self.k).control.waiters);
@@ -432,10 +451,11 @@ impl Drop for Subscriber {
             .live
             .joins
             .fetch_add(1, Ordering::AcqRel);
-        if self.overflow == Overflow::Block
-            && let Some(address) = &self.publisher_address
-        {
-            self.notifier.wake(address);
+        if self.overflow == Overflow::Block {
+            self.control.publisher_bell().ring();
+            if let Some(address) = &self.publisher_address {
+                self.notifier.wake(address);
+            }
         }
         // A publisher that closed with samples still queued left its objects for us; the last
         // subscriber out removes them. (A crashed publisher's service is for `resmem gc`.)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::super::freed::Freed;
 use super::super::layout::{SLOT_ACTIVE, SLOT_FREE};
-use super::super::notify::{WaiterGuard, address};
+use super::super::notify::address;
 use super::super::records::Release;
 use super::super::{Overflow, PROBE_INTERVAL, coarse_now_ms, names, pack};
 use super::{Publisher, State};
@@ -333,10 +333,11 @@ impl Publisher {
         let before = (submission.indices(), completion.indices());
         drop(state);
         {
-            let _waiting = WaiterGuard::enter(&self.control.header().live.publisher_waiters);
+            // The bell, not the socket: a blocked publisher waits for nothing else, and a
+            // subscriber draining a full queue rings it at every half-empty queue.
+            let waiting = self.control.publisher_bell().enter();
             if (submission.indices(), completion.indices()) == before {
-                self.notifier
-                    .wait(at_most.map_or(BLOCK_SLICE, |left| left.min(BLOCK_SLICE)));
+                waiting.wait(at_most.map_or(BLOCK_SLICE, |left| left.min(BLOCK_SLICE)));
             }
         }
         let progressed = (submission.indices(), completion.indices()) != before;
@@ -350,6 +351,7 @@ impl Publisher {
         std::sync::atomic::fence(Ordering::SeqCst);
         for &k in &state.attached {
             let conn = &state.subs[k];
+            self.control.data_bell(k).ring();
             let waiters = &self.control.slot(k).control.waiters;
             if waiters.load(Ordering::Relaxed) != 0
                 && let Some(address) = &conn.address

@@ -187,6 +187,7 @@ impl SubscriberBuilder {
             refused: AtomicU64::new(0),
             next_liveness: AtomicU64::new(0),
             gone: AtomicBool::new(false),
+            last_taken_ms: AtomicU64::new(0),
         })
     }
 
@@ -249,6 +250,7 @@ impl SubscriberBuilder {
                     .pid
                     .store(std::process::id(), Ordering::Relaxed);
                 slot.control.waiters.store(0, Ordering::Relaxed);
+                slot.control.bell_waiters.store(0, Ordering::Relaxed);
                 slot.sub_read.borrowed.store(0, Ordering::Relaxed);
             }
             match took {

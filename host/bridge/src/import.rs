@@ -8,14 +8,16 @@
 
 use std::alloc::Layout;
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use resmem::Publisher;
 use zenoh::sample::Sample as ZSample;
 
+use crate::BridgeError;
 use crate::bridge::Shared;
 use crate::stats::Counters;
-use crate::wire::Header;
+use crate::wire::{HEADER, Header};
 
 pub(crate) struct Import {
     pub(crate) service: String,
@@ -35,10 +37,18 @@ impl Import {
         }
     }
 
-    /// One message from zenoh.
+    /// One message from zenoh. Its payload is read straight into the loan, piece by piece:
+    /// a large message arrives as zenoh's fragments, and gathering them first would copy it
+    /// once more.
     pub(crate) fn handle(&self, shared: &Shared, message: &ZSample) {
-        let bytes = message.payload().to_bytes();
-        let Ok((header, payload)) = Header::decode(&bytes) else {
+        let payload = message.payload();
+        let mut reader = payload.reader();
+        let mut head = [0u8; HEADER];
+        let header = match reader.read_exact(&mut head) {
+            Ok(()) => Header::decode_head(&head, payload.len()),
+            Err(_) => Err(BridgeError::Malformed("no resmem-bridge header")),
+        };
+        let Ok(header) = header else {
             Counters::add(&self.counters.malformed, 1);
             return;
         };
@@ -47,7 +57,7 @@ impl Import {
             return;
         }
         self.count_gaps(shared, &header);
-        if self.publish(payload) {
+        if self.publish(reader, payload.len() - HEADER) {
             Counters::add(&self.counters.samples, 1);
             Counters::add(&self.counters.bytes, header.len);
         } else {
@@ -80,15 +90,17 @@ impl Import {
         next.insert(header.origin, header.seq + 1);
     }
 
-    /// Loans, copies and sends; `false` when the local memory refused the loan.
-    fn publish(&self, payload: &[u8]) -> bool {
-        let Ok(layout) = Layout::from_size_align(payload.len(), 8) else {
+    /// Loans `len` bytes, reads them from `payload` and sends; `false` when the local memory
+    /// refused the loan.
+    fn publish(&self, mut payload: impl Read, len: usize) -> bool {
+        let Ok(layout) = Layout::from_size_align(len, 8) else {
             return false;
         };
         match self.publisher.loan(layout) {
+            // The length was checked against the header: the read cannot come up short (if
+            // it did, the loan would go back unsent).
             Ok(mut sample) => {
-                sample.payload_mut().copy_from_slice(payload);
-                sample.send().is_ok()
+                payload.read_exact(sample.payload_mut()).is_ok() && sample.send().is_ok()
             }
             Err(_) => false,
         }

@@ -46,28 +46,37 @@ impl Header {
     /// The header of a message and its payload; a message that is not one of ours (wrong
     /// magic, short, or a length that disagrees with its size) is refused.
     pub fn decode(message: &[u8]) -> Result<(Self, &[u8]), BridgeError> {
-        if message.len() < HEADER || message[..4] != MAGIC {
+        let head = message
+            .get(..HEADER)
+            .ok_or(BridgeError::Malformed("no resmem-bridge header"))?;
+        let header = Self::decode_head(head, message.len())?;
+        Ok((header, &message[HEADER..]))
+    }
+
+    /// The header from a message's first `HEADER` bytes (`head`), checked against the
+    /// message's whole length, for a payload read in pieces.
+    pub fn decode_head(head: &[u8], message_len: usize) -> Result<Self, BridgeError> {
+        if head.len() != HEADER || head[..4] != MAGIC {
             return Err(BridgeError::Malformed("no resmem-bridge header"));
         }
         let word = |at: usize| {
             let mut w = [0u8; 8];
-            w.copy_from_slice(&message[at..at + 8]);
+            w.copy_from_slice(&head[at..at + 8]);
             u64::from_le_bytes(w)
         };
         let mut origin = [0u8; 16];
-        origin.copy_from_slice(&message[20..36]);
+        origin.copy_from_slice(&head[20..36]);
         let header = Self {
             seq: word(4),
             len: word(12),
             origin,
         };
-        let payload = &message[HEADER..];
-        if header.len != payload.len() as u64 {
+        if Some(header.len) != message_len.checked_sub(HEADER).map(|n| n as u64) {
             return Err(BridgeError::Malformed(
                 "payload length disagrees with the header",
             ));
         }
-        Ok((header, payload))
+        Ok(header)
     }
 }
 
@@ -92,5 +101,15 @@ mod tests {
         assert!(Header::decode(&bad).is_err());
         let empty = Header { len: 0, ..header }.encode(&[]);
         assert_eq!(Header::decode(&empty).unwrap().1, b"");
+        // The header alone, against the whole message's length (a payload read in pieces).
+        let head = &bytes[..HEADER];
+        assert_eq!(Header::decode_head(head, HEADER + 3).unwrap(), header);
+        assert!(Header::decode_head(head, HEADER + 4).is_err());
+        assert!(
+            Header::decode_head(head, 3).is_err(),
+            "shorter than its header"
+        );
+        assert!(Header::decode_head(&head[..HEADER - 1], HEADER + 3).is_err());
+        assert_eq!(header.to_bytes()[..], bytes[..HEADER]);
     }
 }

@@ -60,6 +60,7 @@ impl Ends {
             .key_prefix(&format!("rmbench/{}", job.tag))
             .multicast(false)
             .overflow(Overflow::Block)
+            .buffer_size(if job.size > 64 << 10 { 16 } else { 256 })
             .on_log(|_| {});
         builder = if side == "A" {
             builder.listen(&job.endpoint())

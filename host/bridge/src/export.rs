@@ -181,7 +181,7 @@ impl Export {
         while !relay.done.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
             std::thread::sleep(tick);
             let puts = relay.puts.load(Ordering::SeqCst);
-            if puts % 2 == 0 {
+            if puts.is_multiple_of(2) {
                 seen = None;
                 continue;
             }

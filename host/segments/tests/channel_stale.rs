@@ -100,3 +100,85 @@ fn a_new_publisher_taking_over_is_the_one_a_waiting_subscriber_opens() {
     assert_eq!(opened, b"live");
     assert!(!resmem::exists("svc", &config).unwrap());
 }
+
+/// The streaming publisher process of `a_killed_streaming_publisher_is_seen_gone_at_once`:
+/// creates the service, waits for a subscriber, then sends a sample every millisecond until
+/// killed.
+#[test]
+#[ignore = "helper process of another test"]
+fn streaming_publisher_process() {
+    let Ok(prefix) = std::env::var("RMST_PREFIX") else {
+        return;
+    };
+    let config = Config::default().prefix(&prefix);
+    let publisher = Publisher::builder("svc").config(&config).create().unwrap();
+    println!("ready");
+    assert_eq!(
+        publisher.wait_for_subscribers(1, Duration::from_secs(30)),
+        1
+    );
+    for seq in 0u64.. {
+        publisher.send_copy(&seq.to_le_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A subscriber in the middle of a stream waits on its slot's bell (a futex), not next to the
+/// publisher's pidfd: when the publisher process is killed, it still sees `PublisherGone`
+/// within its liveness re-checks (tens of milliseconds), not at the end of its timeout.
+#[test]
+fn a_killed_streaming_publisher_is_seen_gone_at_once() {
+    let prefix = format!("rmst{}_stream_", std::process::id());
+    let config = Config::default().prefix(&prefix);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "streaming_publisher_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("RMST_PREFIX", &prefix)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("ready")));
+    let subscriber = Subscriber::builder("svc")
+        .config(&config)
+        .timeout(Duration::from_secs(10))
+        .open()
+        .unwrap();
+    let mut last = None;
+    for _ in 0..50 {
+        let sample = subscriber
+            .receive_timeout(Duration::from_secs(10))
+            .unwrap()
+            .expect("a sample of the stream");
+        let seq = u64::from_le_bytes(sample.payload().try_into().unwrap());
+        assert!(last < Some(seq), "in order");
+        last = Some(seq);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    loop {
+        match subscriber.receive_timeout(Duration::from_secs(10)) {
+            Ok(Some(_)) => {} // sent before the kill
+            Ok(None) => panic!("timed out: the dead publisher was never noticed"),
+            Err(e) => {
+                assert_eq!(e, ChannelError::PublisherGone);
+                break;
+            }
+        }
+    }
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "PublisherGone {took:?} after the kill"
+    );
+    drop(subscriber);
+    assert_eq!(
+        resmem::channel::remove_stale_service("svc", &config),
+        Ok(StaleRemoval::Removed)
+    );
+}

@@ -140,6 +140,12 @@ impl<'a> Bell<'a> {
     /// The waker's side, after publishing its change: wakes every waiter, if any.
     pub(crate) fn ring(self) {
         fence(Ordering::SeqCst);
+        self.ring_fenced();
+    }
+
+    /// [`Bell::ring`] for a waker that has fenced (SeqCst) since its change already, e.g.
+    /// once for all the bells and sockets it looks at.
+    pub(crate) fn ring_fenced(self) {
         if self.waiters.load(Ordering::Relaxed) != 0 {
             self.word.fetch_add(1, Ordering::SeqCst);
             // SAFETY: FUTEX_WAKE only uses the address as a key (a live atomic of a shared

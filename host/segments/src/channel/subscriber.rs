@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::layout::{Control, Facts, SLOT_ACTIVE, SLOT_LEFT};
-use super::notify::{Notifier, WaiterGuard, anybody_waiting};
+use super::notify::{Notifier, WaiterGuard};
 use super::queue::Pop;
 use super::{ChannelError, Overflow, coarse_now_ms, later, names, unpack};
 use crate::backend::Mapping;
@@ -257,8 +257,17 @@ impl Subscriber {
         if queue.len_hint() > low_water {
             return;
         }
-        self.control.publisher_bell().ring();
-        if anybody_waiting(&self.control.header().live.publisher_waiters)
+        // One fence for both: the bell (a blocked `send`) and the socket (a publisher in
+        // `wait_for_subscribers`).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.control.publisher_bell().ring_fenced();
+        if self
+            .control
+            .header()
+            .live
+            .publisher_waiters
+            .load(Ordering::Relaxed)
+            != 0
             && let Some(address) = &self.publisher_address
         {
             self.notifier.wake(address);

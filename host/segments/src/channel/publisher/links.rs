@@ -351,7 +351,7 @@ impl Publisher {
         std::sync::atomic::fence(Ordering::SeqCst);
         for &k in &state.attached {
             let conn = &state.subs[k];
-            self.control.data_bell(k).ring();
+            self.control.data_bell(k).ring_fenced();
             let waiters = &self.control.slot(k).control.waiters;
             if waiters.load(Ordering::Relaxed) != 0
                 && let Some(address) = &conn.address

@@ -448,7 +448,9 @@ impl View {
     /// # Ok::<(), resmem::OpenError>(())
     /// ```
     pub unsafe fn unregister_offset(&self, offset: PointerOffset) {
-        let _ = self.slots[offset.segment_id().index()].unpin(1, drop);
+        // The caller holds the registration (the contract), so one atomic subtraction
+        // instead of the checked compare-exchange loop of `unpin`.
+        self.slots[offset.segment_id().index()].unpin_held(drop);
     }
 
     /// Leaves everything in place (a view never removes anything) and releases its mappings.

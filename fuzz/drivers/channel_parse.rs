@@ -69,10 +69,12 @@ const HEADER_FIELDS: [(usize, usize); 15] = [
     (40, 8), (48, 8), (56, 8), (64, 8), (72, 4), (76, 4), (80, 4),
 ];
 /// The header's live line: joins, publisher_waiters, violations, sent.
-const LIVE_FIELDS: [(usize, usize); 4] = [(128, 8), (136, 4), (144, 8), (152, 8)];
-/// A slot's control line (state, nonce, pid, waiters) and the borrowed count beside the
-/// submission queue's read index.
-const SLOT_FIELDS: [(usize, usize); 5] = [(0, 8), (8, 8), (16, 4), (20, 4), (264, 4)];
+const LIVE_FIELDS: [(usize, usize); 6] =
+    [(128, 8), (136, 4), (140, 4), (144, 8), (152, 8), (160, 4)];
+/// A slot's control line (state, nonce, pid, waiters, bell waiters, bell) and the borrowed
+/// count beside the submission queue's read index.
+const SLOT_FIELDS: [(usize, usize); 7] =
+    [(0, 8), (8, 8), (16, 4), (20, 4), (24, 4), (28, 4), (264, 4)];
 /// Submission write and read, completion write and read: one cache line each.
 const QUEUE_INDICES: [usize; 4] = [128, 256, 384, 512];
 /// Entries (two u64 each) follow: the submission queue's, then the completion queue's.

@@ -53,6 +53,15 @@ struct Relay {
     done: AtomicBool,
 }
 
+/// Sets its flag when dropped.
+struct Done<'a>(&'a AtomicBool);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Relay {
     fn receiving(&self) -> std::sync::MutexGuard<'_, ()> {
         // Guards no data: a panic while it was held leaves nothing half-done.
@@ -103,8 +112,10 @@ impl Export {
             };
             std::thread::scope(|scope| {
                 scope.spawn(|| self.watch(shared, &relay));
+                // Set also if `forward` panics, so that the scope's join does not wait for the
+                // bridge to stop.
+                let _done = Done(&relay.done);
                 self.forward(shared, &matching, &relay, publisher);
-                relay.done.store(true, Ordering::Relaxed);
             });
             seq = relay.seq.load(Ordering::Relaxed);
         }
@@ -124,11 +135,21 @@ impl Export {
         relay: &Relay,
         publisher: &ZPublisher<'_>,
     ) {
+        // A sample held by zenoh during its put keeps one borrow: the watchdog needs another
+        // to shed. With a limit of one, the bytes are copied and the sample released first.
+        let in_place = relay.subscriber.max_borrowed() >= 2;
         while !shared.stop.load(Ordering::Relaxed) {
             let receiving = relay.receiving();
             let sample = match relay.subscriber.receive_timeout(SLICE) {
                 Ok(Some(sample)) => sample,
                 Ok(None) => continue,
+                // Zenoh still holds samples of earlier puts (a local zenoh subscriber keeps
+                // their messages): wait for one to come back.
+                Err(ChannelError::BorrowLimitReached) => {
+                    drop(receiving);
+                    std::thread::sleep(SHED_SLICE);
+                    continue;
+                }
                 Err(ChannelError::PublisherGone) => {
                     shared.log(format!(
                         "export {}: the local publisher is gone",
@@ -152,17 +173,25 @@ impl Export {
                 len: sample.len() as u64,
                 origin: shared.zid,
             };
-            let mut message = ZBytes::writer();
-            message.append(ZBytes::from(header.to_bytes()));
-            if !sample.is_empty() {
-                message.append(ZBytes::from(held::bytes(
-                    Arc::clone(&relay.subscriber),
-                    sample.detach(),
-                )));
-            }
+            let message = if in_place {
+                let mut message = ZBytes::writer();
+                message.append(ZBytes::from(header.to_bytes()));
+                if !sample.is_empty() {
+                    message.append(ZBytes::from(held::bytes(
+                        Arc::clone(&relay.subscriber),
+                        sample.detach(),
+                    )));
+                }
+                message.finish()
+            } else {
+                let message = ZBytes::from(header.encode(sample.payload()));
+                // Released before the put: the watchdog may need the one borrow allowed.
+                drop(sample);
+                message
+            };
             // SeqCst: the watchdog reads the count on another thread's clock.
             relay.puts.fetch_add(1, Ordering::SeqCst);
-            let put = publisher.put(message.finish()).wait().is_ok();
+            let put = publisher.put(message).wait().is_ok();
             relay.puts.fetch_add(1, Ordering::SeqCst);
             if put {
                 Counters::add(&self.counters.samples, 1);
@@ -173,10 +202,10 @@ impl Export {
         }
     }
 
-    /// The watchdog: looks at the relay every quarter of `max_hold`; a put seen under way
-    /// for `max_hold` makes it shed.
+    /// The watchdog: looks at the relay every quarter of `max_hold` (at most every `SLICE`);
+    /// a put seen under way for `max_hold` makes it shed.
     fn watch(&self, shared: &Shared, relay: &Relay) {
-        let tick = (self.max_hold / 4).max(Duration::from_millis(1));
+        let tick = (self.max_hold / 4).clamp(Duration::from_millis(1), SLICE);
         let mut seen: Option<(u64, Instant)> = None;
         while !relay.done.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
             std::thread::sleep(tick);
@@ -188,7 +217,11 @@ impl Export {
             match seen {
                 Some((put, since)) if put == puts => {
                     if since.elapsed() + tick >= self.max_hold {
-                        self.shed(shared, relay, puts);
+                        if !self.shed(shared, relay, puts) {
+                            // The local publisher is gone: the relay sees it once its put
+                            // returns; nothing is left to shed.
+                            return;
+                        }
                         seen = None;
                     }
                 }
@@ -197,8 +230,9 @@ impl Export {
         }
     }
 
-    /// Receives and drops, counted, while put number `put` is still under way.
-    fn shed(&self, shared: &Shared, relay: &Relay, put: u64) {
+    /// Receives and drops, counted, while put number `put` is still under way. `false` when
+    /// the local publisher went away meanwhile.
+    fn shed(&self, shared: &Shared, relay: &Relay, put: u64) -> bool {
         shared.log(format!(
             "export {}: the link took no sample for {:?}; dropping until it does",
             self.service, self.max_hold
@@ -214,14 +248,27 @@ impl Export {
                     Counters::add(&self.counters.dropped, 1);
                 }
                 Ok(None) => {}
-                // The relay meets it too once its put returns.
-                Err(_) => break,
+                // Only while zenoh also holds samples of earlier puts (their messages kept
+                // by a local zenoh subscriber): wait for one to come back.
+                Err(ChannelError::BorrowLimitReached) => std::thread::sleep(SHED_SLICE),
+                // Gone (or broken): the relay meets it too once its put returns.
+                Err(_) => {
+                    shared.log(format!(
+                        "export {}: the local publisher went away during a stalled put; \
+                         {dropped} samples dropped meanwhile",
+                        self.service
+                    ));
+                    return false;
+                }
             }
         }
-        shared.log(format!(
-            "export {}: the link moves again; {dropped} samples dropped meanwhile",
-            self.service
-        ));
+        if relay.puts.load(Ordering::SeqCst) != put {
+            shared.log(format!(
+                "export {}: the link moves again; {dropped} samples dropped meanwhile",
+                self.service
+            ));
+        }
+        true
     }
 }
 

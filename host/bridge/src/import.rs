@@ -87,7 +87,7 @@ impl Import {
             )),
             _ => {}
         }
-        next.insert(header.origin, header.seq + 1);
+        next.insert(header.origin, header.seq.wrapping_add(1));
     }
 
     /// Loans `len` bytes, reads them from `payload` and sends; `false` when the local memory

@@ -448,7 +448,7 @@ fn the_importer_restarts_mid_stream() {
     let port = free_port();
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let publisher = Arc::new(publisher(&ns.a, "cam"));
-    let a = BridgeProc::spawn(
+    let mut a = BridgeProc::spawn(
         &[],
         &[
             "--namespace",
@@ -537,6 +537,7 @@ fn the_importer_restarts_mid_stream() {
         "the exporter held the publisher up for {longest_send:?}"
     );
     drop(publisher);
+    a.until(|l| l.contains("export cam: the local publisher is gone"));
     let a_final = a.stop();
     let out = a_final
         .iter()
@@ -562,10 +563,27 @@ fn the_importer_restarts_mid_stream() {
 /// what arrives, and forwards again, in order and byte for byte, once the importer runs.
 #[test]
 fn a_stalled_link_holds_the_publisher_at_most_max_hold() {
+    stalled_link("st", None);
+}
+
+/// The same where subscribers may borrow one sample at a time: the exporter cannot keep the
+/// sample of a stuck put and take the next one, so it copies each sample into its message.
+#[test]
+fn a_stalled_link_holds_the_publisher_at_most_max_hold_with_one_borrow() {
+    stalled_link("s1", Some(1));
+}
+
+fn stalled_link(tag: &str, max_borrowed: Option<usize>) {
     const LEN: usize = 64 << 10;
-    let ns = Namespaces::new("st");
+    let ns = Namespaces::new(tag);
     let endpoint = format!("tcp/127.0.0.1:{}", free_port());
-    let publisher = publisher(&ns.a, "cam");
+    let mut builder = Publisher::builder("cam")
+        .config(&Namespaces::config(&ns.a))
+        .overflow(Overflow::Block);
+    if let Some(n) = max_borrowed {
+        builder = builder.max_borrowed(n);
+    }
+    let publisher = builder.create().expect("a native publisher");
     let mut a = BridgeProc::spawn(
         &[],
         &[
@@ -588,8 +606,6 @@ fn a_stalled_link_holds_the_publisher_at_most_max_hold() {
             "cam",
             "--connect",
             &endpoint,
-            "--overflow",
-            "block",
         ],
     );
     let b_pid = libc::pid_t::try_from(b.child.id()).expect("pid");
@@ -636,7 +652,6 @@ fn a_stalled_link_holds_the_publisher_at_most_max_hold() {
         std::thread::sleep(Duration::from_secs(2));
         let during = sent_so_far.load(Ordering::Relaxed) - before;
         signal(libc::SIGCONT);
-        a.until(|l| l.contains("export cam: the link moves again"));
         let deadline = Instant::now() + STEP;
         let mut after = 0;
         while after < 50 {
@@ -652,6 +667,7 @@ fn a_stalled_link_holds_the_publisher_at_most_max_hold() {
                 after += 1;
             }
         }
+        a.until(|l| l.contains("export cam: the link moves again"));
         stop.store(true, Ordering::Relaxed);
         let (sent, longest) = sender.join().expect("sender");
         (sent, longest, during)
@@ -666,6 +682,9 @@ fn a_stalled_link_holds_the_publisher_at_most_max_hold() {
     );
     drop(sub);
     drop(publisher);
+    // Everything queued for the exporter is forwarded (or dropped) before it says so, and
+    // its final status counts it.
+    a.until(|l| l.contains("export cam: the local publisher is gone"));
     let finals = a.stop();
     let out = finals
         .iter()
@@ -687,7 +706,8 @@ fn a_stalled_link_holds_the_publisher_at_most_max_hold() {
 
 /// A hostile zenoh peer puts garbage on an imported key: short messages, a wrong magic, a
 /// length that disagrees with the message, the importer's own origin. Each is counted and
-/// refused; a well-formed message from a foreign origin, put in pieces, arrives byte for byte.
+/// refused; well-formed messages from foreign origins (one larger than a zenoh batch, so
+/// fragmented on the way; one with the largest sequence number) arrive byte for byte.
 #[test]
 fn an_importer_refuses_malformed_messages() {
     use resmem_bridge::wire::{HEADER, Header};
@@ -730,6 +750,10 @@ fn an_importer_refuses_malformed_messages() {
         len,
         origin,
     };
+    let last_seq = |origin: [u8; 16], len: u64| Header {
+        seq: u64::MAX,
+        ..header(origin, len)
+    };
     // Until the bridge's subscription reaches us, puts go nowhere: send good ones until one
     // arrives.
     let deadline = Instant::now() + STEP;
@@ -759,6 +783,8 @@ fn an_importer_refuses_malformed_messages() {
     let before = stats();
     let mut wrong_magic = header([7; 16], 4).encode(b"abcd");
     wrong_magic[0] ^= 0xff;
+    // The largest sequence number is a valid one (the next expected wraps).
+    put(last_seq([9; 16], 4).encode(b"wxyz"));
     put(Vec::new());
     put(vec![0x52; HEADER - 1]);
     put(wrong_magic);
@@ -767,6 +793,12 @@ fn an_importer_refuses_malformed_messages() {
     put(header(own, 4).encode(b"abcd"));
     // Then one well-formed message: everything before it was handled when it arrives.
     put(header([8; 16], good.len() as u64).encode(&good));
+    let sample = sub
+        .receive_timeout(STEP)
+        .expect("receive")
+        .expect("the message with the largest sequence number");
+    assert_eq!(sample.payload(), b"wxyz");
+    drop(sample);
     let sample = sub
         .receive_timeout(STEP)
         .expect("receive")
@@ -785,7 +817,7 @@ fn an_importer_refuses_malformed_messages() {
     let after = stats();
     assert_eq!(after.malformed - before.malformed, 5, "{after:?}");
     assert_eq!(after.looped - before.looped, 1, "{after:?}");
-    assert_eq!(after.samples - before.samples, 1, "{after:?}");
+    assert_eq!(after.samples - before.samples, 2, "{after:?}");
     drop(sub);
     drop(session);
     drop(bridge);

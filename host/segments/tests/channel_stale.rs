@@ -117,9 +117,24 @@ fn streaming_publisher_process() {
         publisher.wait_for_subscribers(1, Duration::from_secs(30)),
         1
     );
+    // Bounded: an orphan (its test failed before killing it) ends by itself.
+    let until = Instant::now() + Duration::from_secs(60);
     for seq in 0u64.. {
+        if Instant::now() > until {
+            break;
+        }
         publisher.send_copy(&seq.to_le_bytes()).unwrap();
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Kills its child process when dropped (also when the test fails first).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -141,7 +156,9 @@ fn a_killed_streaming_publisher_is_seen_gone_at_once() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdout = child.stdout.take().unwrap();
+    let child = Killed(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
     assert!(lines.any(|l| l.unwrap().contains("ready")));
     let subscriber = Subscriber::builder("svc")
         .config(&config)
@@ -158,8 +175,7 @@ fn a_killed_streaming_publisher_is_seen_gone_at_once() {
         assert!(last < Some(seq), "in order");
         last = Some(seq);
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let killed = Instant::now();
     loop {
         match subscriber.receive_timeout(Duration::from_secs(10)) {

@@ -65,7 +65,8 @@ pub(crate) struct ServiceHeader {
 pub(crate) struct HeaderLive {
     /// Bumped by every subscriber that joins or leaves (or asks for a dead one's slot).
     pub(crate) joins: AtomicU64,
-    /// Publisher threads blocked in `send` under `Overflow::Block`.
+    /// Publisher threads waiting on the socket (`wait_for_subscribers`; a `send` blocked
+    /// under `Overflow::Block` waits on `publisher_bell`).
     pub(crate) publisher_waiters: AtomicU32,
     /// Publisher threads waiting on `publisher_bell` (the futex of `notify::Bell`).
     pub(crate) publisher_bell_waiters: AtomicU32,

@@ -117,8 +117,9 @@ pub(crate) fn anybody_waiting(counter: &AtomicU32) -> bool {
     counter.load(Ordering::Relaxed) != 0
 }
 
-/// A futex word and its waiter count, both in shared memory (any value a hostile peer writes
-/// only causes a spurious or a missed wake-up: waits are bounded).
+/// A futex word and its waiter count, both in shared memory: any value a hostile peer writes
+/// only causes spurious wake-ups (CPU, bounded by the waiter's re-checks) or a missed one
+/// (waits are bounded).
 #[derive(Clone, Copy)]
 pub(crate) struct Bell<'a> {
     pub(crate) waiters: &'a AtomicU32,
@@ -176,12 +177,12 @@ impl BellGuard<'_> {
     pub(crate) fn wait(&self, timeout: Duration) {
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+            tv_nsec: timeout.subsec_nanos() as _,
         };
         // SAFETY: FUTEX_WAIT reads the u32 at the address (a live atomic of a shared mapping,
         // borrowed for the call) and compares it with `seen`; `ts` lives on our stack for the
         // call. EAGAIN, ETIMEDOUT and EINTR all return to a caller that re-checks.
-        unsafe {
+        let result = unsafe {
             libc::syscall(
                 libc::SYS_futex,
                 self.bell.word.as_ptr(),
@@ -190,7 +191,15 @@ impl BellGuard<'_> {
                 &ts as *const libc::timespec,
                 std::ptr::null::<u32>(),
                 0,
-            );
+            )
+        };
+        if result != 0 {
+            let errno = std::io::Error::last_os_error().raw_os_error();
+            if !matches!(errno, Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR)) {
+                // No futex here (ENOSYS, a seccomp filter): sleep instead of spinning; the
+                // caller re-checks after at most its slice.
+                std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            }
         }
     }
 }

@@ -192,6 +192,7 @@ impl Publisher {
         self.control.completion(k).reset();
         let slot = &self.control.slot(k).control;
         slot.waiters.store(0, Ordering::Relaxed);
+        slot.bell_waiters.store(0, Ordering::Relaxed);
         self.control
             .slot(k)
             .sub_read

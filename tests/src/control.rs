@@ -6,12 +6,14 @@
 //! The geometry comes from the object's own header, validated by
 //! `resmem::channel::layout::validate`; slot positions from `Geometry::slot_offset` and the
 //! queue indices from `layout::offsets`. The few fields `offsets` does not name (header line 1,
-//! the slot's nonce, pid and waiter count) follow `ServiceHeader` and `SlotControl` of
+//! the slot's nonce, pid, waiter counts and bell) follow `ServiceHeader` and `SlotControl` of
 //! host/segments/src/channel/layout.rs:
 //!
 //! ```text
-//!  header line 1 (byte 128): joins u64 | publisher_waiters u32 | pad | violations u64 | sent u64
-//!  slot control line:        state u64 | nonce u64 | pid u32 | waiters u32
+//!  header line 1 (byte 128): joins u64 | publisher_waiters u32 | publisher_bell_waiters u32 |
+//!                            violations u64 | sent u64 | publisher_bell u32
+//!  slot control line:        state u64 | nonce u64 | pid u32 | waiters u32 | bell_waiters u32 |
+//!                            bell u32
 //!  entries:                  submission_slots of (offset u64, len | idx << 40), then
 //!                            completion_slots of (offset u64, idx u64); ring position = index
 //!                            modulo the (power of two) number of slots

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use resmem::{ChannelError, Config, Publisher, Subscriber};
 
+mod common;
+use common::{HelperProcess, helper_publisher};
+
 fn config(test: &str) -> Config {
     Config::default().prefix(&format!("rmas{}_{test}_", std::process::id()))
 }
@@ -84,12 +87,9 @@ fn a_cancelled_wait_leaves_the_subscriber_usable_and_gone_is_reported() {
 #[test]
 #[ignore = "helper process of another test"]
 fn publisher_process() {
-    let Ok(prefix) = std::env::var("RMAS_PREFIX") else {
+    let Some(publisher) = helper_publisher("RMAS_PREFIX", "svc") else {
         return;
     };
-    let config = Config::default().prefix(&prefix);
-    let publisher = Publisher::builder("svc").config(&config).create().unwrap();
-    println!("ready");
     publisher.wait_for_subscribers(1, Duration::from_secs(30));
     publisher.send_copy(b"before").unwrap();
     std::thread::sleep(Duration::from_secs(60));
@@ -97,16 +97,8 @@ fn publisher_process() {
 
 #[test]
 fn receive_async_wakes_when_the_publisher_process_dies() {
-    use std::io::BufRead;
     let prefix = format!("rmas{}_dies_", std::process::id());
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "publisher_process", "--ignored", "--nocapture"])
-        .env("RMAS_PREFIX", &prefix)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(lines.any(|l| l.unwrap().contains("ready")));
+    let child = HelperProcess::start("publisher_process", "RMAS_PREFIX", &prefix);
     let config = Config::default().prefix(&prefix);
     let subscriber = Subscriber::builder("svc")
         .config(&config)
@@ -121,14 +113,13 @@ fn receive_async_wakes_when_the_publisher_process_dies() {
             .payload()
             .to_vec();
         let killed = std::time::Instant::now();
-        child.kill().unwrap();
+        child.kill();
         let gone = tokio::time::timeout(Duration::from_secs(10), subscriber.receive_async())
             .await
             .expect("woken by the death, not the 10 s timeout");
         assert_eq!(gone.err(), Some(ChannelError::PublisherGone));
         (killed.elapsed(), first)
     });
-    let _ = child.wait();
     assert_eq!(first, b"before");
     // The pidfd wakes it; without one the re-check comes within 100 ms.
     assert!(gone_after < Duration::from_millis(500), "{gone_after:?}");

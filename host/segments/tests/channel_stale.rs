@@ -2,38 +2,26 @@
 //! publisher taking the name over, or `gc`) holds its lock to take it down: a subscriber must
 //! not take that lock for a live publisher's and open the dead service.
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use resmem::{ChannelError, Config, Publisher, StaleRemoval, Subscriber};
+
+mod common;
+use common::{HelperProcess, helper_publisher};
 
 /// The publisher process of the tests here (run by them, with the prefix in `RMST_PREFIX`):
 /// creates the service, says so, and sleeps until killed.
 #[test]
 #[ignore = "helper process of another test"]
 fn publisher_process() {
-    let Ok(prefix) = std::env::var("RMST_PREFIX") else {
-        return;
-    };
-    let config = Config::default().prefix(&prefix);
-    let _publisher = Publisher::builder("svc").config(&config).create().unwrap();
-    println!("ready");
-    std::thread::sleep(Duration::from_secs(60));
+    if let Some(_publisher) = helper_publisher("RMST_PREFIX", "svc") {
+        std::thread::sleep(Duration::from_secs(60));
+    }
 }
 
 /// Runs `publisher_process` under `prefix` and kills it once the service exists.
 fn killed_publisher(prefix: &str) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "publisher_process", "--ignored", "--nocapture"])
-        .env("RMST_PREFIX", prefix)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(lines.any(|l| l.unwrap().contains("ready")));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    HelperProcess::start("publisher_process", "RMST_PREFIX", prefix).kill();
 }
 
 #[test]
@@ -107,12 +95,9 @@ fn a_new_publisher_taking_over_is_the_one_a_waiting_subscriber_opens() {
 #[test]
 #[ignore = "helper process of another test"]
 fn streaming_publisher_process() {
-    let Ok(prefix) = std::env::var("RMST_PREFIX") else {
+    let Some(publisher) = helper_publisher("RMST_PREFIX", "svc") else {
         return;
     };
-    let config = Config::default().prefix(&prefix);
-    let publisher = Publisher::builder("svc").config(&config).create().unwrap();
-    println!("ready");
     assert_eq!(
         publisher.wait_for_subscribers(1, Duration::from_secs(30)),
         1
@@ -128,16 +113,6 @@ fn streaming_publisher_process() {
     }
 }
 
-/// Kills its child process when dropped (also when the test fails first).
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A subscriber in the middle of a stream waits on its slot's bell (a futex), not next to the
 /// publisher's pidfd: when the publisher process is killed, it still sees `PublisherGone`
 /// within its liveness re-checks (tens of milliseconds), not at the end of its timeout.
@@ -145,21 +120,7 @@ impl Drop for Killed {
 fn a_killed_streaming_publisher_is_seen_gone_at_once() {
     let prefix = format!("rmst{}_stream_", std::process::id());
     let config = Config::default().prefix(&prefix);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "streaming_publisher_process",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("RMST_PREFIX", &prefix)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let child = Killed(child);
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    assert!(lines.any(|l| l.unwrap().contains("ready")));
+    let child = HelperProcess::start("streaming_publisher_process", "RMST_PREFIX", &prefix);
     let subscriber = Subscriber::builder("svc")
         .config(&config)
         .timeout(Duration::from_secs(10))
@@ -175,7 +136,7 @@ fn a_killed_streaming_publisher_is_seen_gone_at_once() {
         assert!(last < Some(seq), "in order");
         last = Some(seq);
     }
-    drop(child);
+    child.kill();
     let killed = Instant::now();
     loop {
         match subscriber.receive_timeout(Duration::from_secs(10)) {

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -247,3 +247,42 @@ pub(crate) fn carry(publisher: &Publisher, subscriber: &Subscriber, sizes: &[usi
 }
 
 pub(crate) const SIZES: &[usize] = &[0, 1, 64, 4096, 65_536, 1 << 20, 4 << 20, 16 << 20, 64 << 20];
+
+/// Sends samples `payload(seq, len)` until `stop`, pausing `pause` after each, keeping the
+/// count in `sent`; returns how many it sent and the longest `send` took.
+pub(crate) fn send_until(
+    publisher: &Publisher,
+    stop: &AtomicBool,
+    len: usize,
+    pause: Duration,
+    sent: &AtomicU64,
+) -> (u64, Duration) {
+    let (mut seq, mut longest) = (0u64, Duration::ZERO);
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        publisher.send_copy(&payload(seq, len)).expect("send");
+        longest = longest.max(t.elapsed());
+        seq += 1;
+        sent.store(seq, Ordering::Relaxed);
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+    (seq, longest)
+}
+
+/// Stops an exporting bridge once its local publisher of `service` is gone (so that it has
+/// forwarded or dropped everything queued for it) and reads its final status of `service`:
+/// the line, samples forwarded, samples dropped.
+pub(crate) fn final_export(mut bridge: BridgeProc, service: &str) -> (String, u64, u64) {
+    bridge.until(|l| l.contains(&format!("export {service}: the local publisher is gone")));
+    let status = format!("status export {service} ");
+    let line = bridge
+        .stop()
+        .into_iter()
+        .rev()
+        .find(|l| l.starts_with(&status))
+        .expect("export status");
+    let (forwarded, dropped) = (field(&line, "samples"), field(&line, "dropped"));
+    (line, forwarded, dropped)
+}

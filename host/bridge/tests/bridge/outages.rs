@@ -2,7 +2,7 @@
 //! link.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use resmem::{ChannelError, Overflow, Publisher};
@@ -19,7 +19,7 @@ fn the_importer_restarts_mid_stream() {
     let port = free_port();
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let publisher = Arc::new(publisher(&ns.a, "cam"));
-    let mut a = BridgeProc::spawn(
+    let a = BridgeProc::spawn(
         &[],
         &[
             "--namespace",
@@ -44,18 +44,17 @@ fn the_importer_restarts_mid_stream() {
         publisher.wait_for_subscribers(1, STEP);
         until_linked(&publisher, &sub);
     }
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let sent_so_far = AtomicU64::new(0);
     let (sent, longest_send) = std::thread::scope(|s| {
         let sender = s.spawn(|| {
-            let (mut seq, mut longest) = (0u64, Duration::ZERO);
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                publisher.send_copy(&payload(seq, 4096)).expect("send");
-                longest = longest.max(t.elapsed());
-                seq += 1;
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            (seq, longest)
+            send_until(
+                &publisher,
+                &stop,
+                4096,
+                Duration::from_millis(2),
+                &sent_so_far,
+            )
         });
         // Phase 1: received; kill; phase 2: the importer is gone; restart; phase 3: received.
         let mut got_before = 0u64;
@@ -98,7 +97,7 @@ fn the_importer_restarts_mid_stream() {
             }
         }
         assert!(after.windows(2).all(|w| w[0] < w[1]), "in order: {after:?}");
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
         assert!(got_before > 50, "{got_before} before the kill");
         drop(sub);
         sender.join().expect("sender")
@@ -108,14 +107,7 @@ fn the_importer_restarts_mid_stream() {
         "the exporter held the publisher up for {longest_send:?}"
     );
     drop(publisher);
-    a.until(|l| l.contains("export cam: the local publisher is gone"));
-    let a_final = a.stop();
-    let out = a_final
-        .iter()
-        .rev()
-        .find(|l| l.starts_with("status export cam "))
-        .expect("export status");
-    let (forwarded, dropped) = (field(out, "samples"), field(out, "dropped"));
+    let (out, forwarded, dropped) = final_export(a, "cam");
     assert!(
         dropped > 0,
         "samples sent while no importer was there are counted: {out}"
@@ -188,20 +180,10 @@ fn stalled_link(tag: &str, max_borrowed: Option<usize>) {
     publisher.wait_for_subscribers(1, STEP);
     until_linked(&publisher, &sub);
 
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let sent_so_far = std::sync::atomic::AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let sent_so_far = AtomicU64::new(0);
     let (sent, longest, during) = std::thread::scope(|s| {
-        let sender = s.spawn(|| {
-            let (mut seq, mut longest) = (0u64, Duration::ZERO);
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                publisher.send_copy(&payload(seq, LEN)).expect("send");
-                longest = longest.max(t.elapsed());
-                seq += 1;
-                sent_so_far.store(seq, Ordering::Relaxed);
-            }
-            (seq, longest)
-        });
+        let sender = s.spawn(|| send_until(&publisher, &stop, LEN, Duration::ZERO, &sent_so_far));
         // Flowing, then frozen for 2 s, then running again.
         let mut got = Vec::new();
         let until = Instant::now() + Duration::from_millis(300);
@@ -253,16 +235,7 @@ fn stalled_link(tag: &str, max_borrowed: Option<usize>) {
     );
     drop(sub);
     drop(publisher);
-    // Everything queued for the exporter is forwarded (or dropped) before it says so, and
-    // its final status counts it.
-    a.until(|l| l.contains("export cam: the local publisher is gone"));
-    let finals = a.stop();
-    let out = finals
-        .iter()
-        .rev()
-        .find(|l| l.starts_with("status export cam "))
-        .expect("export status");
-    let (forwarded, dropped) = (field(out, "samples"), field(out, "dropped"));
+    let (out, forwarded, dropped) = final_export(a, "cam");
     assert!(
         dropped > 0,
         "the stall's samples are counted dropped: {out}"

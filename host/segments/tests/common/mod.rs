@@ -397,3 +397,59 @@ pub fn mapping_perms(addr: *const u8) -> Option<String> {
         (start <= addr && addr < end).then(|| fields.next().map(str::to_owned))?
     })
 }
+
+/// This test binary run again as a helper process: only the ignored test `test`, with
+/// `prefix` in the environment variable `env`, returned once it printed `ready` (see
+/// [`helper_publisher`]). Killed and reaped when dropped, also when the test fails first.
+pub struct HelperProcess {
+    child: std::process::Child,
+    // Kept open: the helper may print more.
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl HelperProcess {
+    pub fn start(test: &str, env: &str, prefix: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--ignored", "--nocapture"])
+            .env(env, prefix)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut helper = Self { child, stdout };
+        let mut line = String::new();
+        while !line.contains("ready") {
+            line.clear();
+            let read = helper.stdout.read_line(&mut line).unwrap();
+            assert_ne!(read, 0, "{test} ended before it was ready");
+        }
+        helper
+    }
+
+    /// Kills it now (SIGKILL) and reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for HelperProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The helper side of [`HelperProcess`]: the publisher of `service` under the prefix in `env`,
+/// announced with `ready`; `None` when the test runs on its own (not as a helper).
+pub fn helper_publisher(env: &str, service: &str) -> Option<resmem::Publisher> {
+    let prefix = std::env::var(env).ok()?;
+    let config = Config::default().prefix(&prefix);
+    let publisher = resmem::Publisher::builder(service)
+        .config(&config)
+        .create()
+        .unwrap();
+    println!("ready");
+    Some(publisher)
+}

@@ -51,6 +51,9 @@ impl Ends {
             Publisher::builder(name)
                 .config(&config)
                 .overflow(Overflow::Block)
+                // Large samples: a short queue keeps each one in cache between the fill and
+                // the exporter's copy into zenoh's batches (16 x 1 MiB does not fit).
+                .buffer_size(if job.size > 64 << 10 { 4 } else { 16 })
                 .max_chunk_layout_hint(layout(job.size.max(workload::CONTROL)))
                 .create()
                 .expect("native publisher")

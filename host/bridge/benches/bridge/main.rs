@@ -121,6 +121,9 @@ fn row(
         spread(unit, &zenoh),
         spread(unit, &bridge)
     );
+    if std::env::var_os("RESMEM_BENCH_ALL").is_some() {
+        eprintln!("  zenoh {zenoh:.0?}\n  bridge {bridge:.0?}");
+    }
     let row = Row {
         name,
         method,

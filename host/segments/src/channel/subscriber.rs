@@ -30,6 +30,9 @@ const LIVENESS_EVERY_MS: u64 = 10;
 const CLOSE_ATTEMPTS: usize = 100;
 const CLOSE_PAUSE: Duration = Duration::from_millis(2);
 mod open;
+mod yielding;
+
+use yielding::Yielding;
 
 pub use open::SubscriberBuilder;
 
@@ -68,6 +71,8 @@ pub struct Subscriber {
     gone: AtomicBool,
     /// When `receive_timeout` last returned a sample (coarse ms).
     last_taken_ms: AtomicU64,
+    /// Whether a hot `receive_timeout` yields before it sleeps.
+    yielding: Yielding,
 }
 
 impl Subscriber {
@@ -290,6 +295,7 @@ impl Subscriber {
         loop {
             if let Some(sample) = self.receive()? {
                 self.last_taken_ms.store(coarse_now_ms(), Ordering::Relaxed);
+                self.yielding.taken(sample.len());
                 return Ok(Some(sample));
             }
             let now = Instant::now();
@@ -305,6 +311,13 @@ impl Subscriber {
                 continue;
             }
             if coarse_now_ms().saturating_sub(self.last_taken_ms.load(Ordering::Relaxed)) < HOT_MS {
+                let queue = self.control.submission(self.k);
+                if self
+                    .yielding
+                    .round(|| !queue.is_empty(), || queue.len_hint())
+                {
+                    continue;
+                }
                 let waiting = self.control.data_bell(self.k).enter();
                 if self.has_samples() || self.publisher_gone() {
                     continue;

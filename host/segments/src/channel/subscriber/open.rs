@@ -188,6 +188,7 @@ impl SubscriberBuilder {
             next_liveness: AtomicU64::new(0),
             gone: AtomicBool::new(false),
             last_taken_ms: AtomicU64::new(0),
+            yielding: Default::default(),
         })
     }
 

@@ -1,7 +1,7 @@
 //! Plain files in a directory, mapped shared: inspectable with ordinary tools, and usable on
 //! hugetlbfs or any other file system that supports shared mappings.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ impl FileBacked {
 /// component and without blocking (an ordinary open of a FIFO planted under a memory's name
 /// waits for a writer forever), and refuses anything but a regular file with
 /// `ErrorKind::InvalidData`.
-fn open_existing(path: &Path, write: bool) -> io::Result<File> {
+fn open_existing(path: &Path, write: bool) -> io::Result<(File, Metadata)> {
     let file = OpenOptions::new()
         .read(true)
         .write(write)
@@ -79,8 +79,8 @@ impl Backend for FileBacked {
     }
 
     fn open(&self, name: &str, access: AccessMode) -> io::Result<Mapping> {
-        let file = open_existing(&self.dir.join(name), access == AccessMode::ReadWrite)?;
-        Mapping::open_file(file, access)
+        let (file, meta) = open_existing(&self.dir.join(name), access == AccessMode::ReadWrite)?;
+        Mapping::open_file(file, &meta, access)
     }
 
     fn is_same_object(&self, name: &str, mapping: &Mapping) -> io::Result<bool> {
@@ -110,10 +110,10 @@ impl Backend for FileBacked {
     }
 
     fn is_locked(&self, name: &str) -> io::Result<bool> {
-        is_locked_by_other(&open_existing(&self.dir.join(name), false)?)
+        is_locked_by_other(&open_existing(&self.dir.join(name), false)?.0)
     }
 
     fn try_lock(&self, name: &str) -> io::Result<Option<ObjectLock>> {
-        ObjectLock::file(open_existing(&self.dir.join(name), false)?)
+        ObjectLock::file(open_existing(&self.dir.join(name), false)?.0)
     }
 }

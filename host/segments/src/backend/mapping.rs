@@ -23,11 +23,12 @@ pub(crate) fn not_a_memory_object(what: &str) -> io::Error {
     )
 }
 
-/// `file` if it is a regular file (fstat), else [`not_a_memory_object`].
-pub(crate) fn require_regular(file: File) -> io::Result<File> {
-    let file_type = file.metadata()?.file_type();
+/// `file` and its metadata (one fstat) if it is a regular file, else [`not_a_memory_object`].
+pub(crate) fn require_regular(file: File) -> io::Result<(File, Metadata)> {
+    let meta = file.metadata()?;
+    let file_type = meta.file_type();
     if file_type.is_file() {
-        Ok(file)
+        Ok((file, meta))
     } else {
         Err(not_a_memory_object(if file_type.is_dir() {
             "a directory"
@@ -75,19 +76,18 @@ impl Mapping {
         size: usize,
         options: &CreateOptions,
     ) -> io::Result<Self> {
-        if options.lock_exclusive {
+        if options.lock_exclusive && !try_lock(&file)? {
             // A remover of stale memories may have locked (and be unlinking) the object
             // between our create and our lock; it is theirs to remove, not ours to use.
-            if !try_lock(&file)? {
-                return Err(locked_by_remover());
-            }
-            if file.metadata()?.nlink() == 0 {
-                return Err(locked_by_remover());
-            }
+            return Err(locked_by_remover());
+        }
+        // After the lock: a remover that unlinked the object before it shows no links.
+        let meta = file.metadata()?;
+        if options.lock_exclusive && meta.nlink() == 0 {
+            return Err(locked_by_remover());
         }
         let permissions = options.permissions;
         let prefault = options.prefault;
-        let meta = file.metadata()?;
         if meta.mode() & 0o777 != permissions {
             file.set_permissions(Permissions::from_mode(permissions))?;
         }
@@ -95,12 +95,11 @@ impl Mapping {
         Self::map_file(file, &meta, size, AccessMode::ReadWrite, prefault)
     }
 
-    /// Maps all of an existing `file`.
-    pub(crate) fn open_file(file: File, access: AccessMode) -> io::Result<Self> {
-        let meta = file.metadata()?;
+    /// Maps all of an existing `file`, whose metadata is `meta`.
+    pub(crate) fn open_file(file: File, meta: &Metadata, access: AccessMode) -> io::Result<Self> {
         let len = usize::try_from(meta.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "object too large"))?;
-        Self::map_file(file, &meta, len, access, false)
+        Self::map_file(file, meta, len, access, false)
     }
 
     /// Maps `len` bytes of `file` shared; `meta` is the file's metadata.

@@ -1,6 +1,6 @@
 //! POSIX shared memory: `shm_open` objects under `/dev/shm`.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io;
 
 use nix::errno::Errno;
@@ -26,7 +26,7 @@ fn os_name(name: &str) -> String {
 /// `shm_open` of an existing object. glibc adds `O_NOFOLLOW`; `O_NONBLOCK` keeps a FIFO
 /// planted in the shm directory from blocking the open forever, and the result must be a
 /// regular file (what `shm_open` creates).
-fn open_existing(name: &str, flags: OFlag) -> io::Result<File> {
+fn open_existing(name: &str, flags: OFlag) -> io::Result<(File, Metadata)> {
     let fd = shm_open(
         os_name(name).as_str(),
         flags | OFlag::O_NONBLOCK,
@@ -72,12 +72,13 @@ impl Backend for PosixShm {
             AccessMode::Read => OFlag::O_RDONLY,
             AccessMode::ReadWrite => OFlag::O_RDWR,
         };
-        Mapping::open_file(open_existing(name, flags)?, access)
+        let (file, meta) = open_existing(name, flags)?;
+        Mapping::open_file(file, &meta, access)
     }
 
     fn is_same_object(&self, name: &str, mapping: &Mapping) -> io::Result<bool> {
-        let file = open_existing(name, OFlag::O_RDONLY)?;
-        Ok(mapping.has_identity(&file.metadata()?))
+        let (_file, meta) = open_existing(name, OFlag::O_RDONLY)?;
+        Ok(mapping.has_identity(&meta))
     }
 
     fn remove(&self, name: &str) -> io::Result<bool> {
@@ -106,11 +107,11 @@ impl Backend for PosixShm {
     }
 
     fn is_locked(&self, name: &str) -> io::Result<bool> {
-        is_locked_by_other(&open_existing(name, OFlag::O_RDONLY)?)
+        is_locked_by_other(&open_existing(name, OFlag::O_RDONLY)?.0)
     }
 
     fn try_lock(&self, name: &str) -> io::Result<Option<ObjectLock>> {
-        ObjectLock::file(open_existing(name, OFlag::O_RDONLY)?)
+        ObjectLock::file(open_existing(name, OFlag::O_RDONLY)?.0)
     }
 }
 

@@ -148,8 +148,10 @@ impl MemoryBuilder {
                     &e,
                 )),
             })?;
+        // One getpid for the id and the header (glibc does not cache it).
+        let pid = std::process::id();
         let memory = Memory {
-            memory_id: fresh_memory_id(),
+            memory_id: fresh_memory_id(pid),
             name: self.name,
             config: self.config,
             mgmt,
@@ -171,7 +173,7 @@ impl MemoryBuilder {
         header.init(
             memory.memory_id,
             memory.config.get_prefix(),
-            std::process::id(),
+            pid,
             memory.allocator,
             memory.strategy,
         );
@@ -201,10 +203,10 @@ impl MemoryBuilder {
 
 /// A random, non-zero id for a new memory. std's `RandomState` is seeded from the OS's
 /// randomness once per process; mixing in the time and pid separates processes that fork.
-fn fresh_memory_id() -> u64 {
+fn fresh_memory_id(pid: u32) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
+    hasher.write_u32(pid);
     if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         hasher.write_u128(now.as_nanos());
     }

@@ -288,7 +288,9 @@ impl Subscriber {
     }
 
     /// Like [`Subscriber::receive`], but waits up to `timeout` for a sample, asleep (after
-    /// the builder's `spin`, if any): a `send` wakes it.
+    /// the builder's `spin`, if any): a `send` wakes it. A subscriber that took a sample in
+    /// the last 20 ms first yields its CPU a few times, for a publisher that may share it
+    /// (not after a sample above 64 KiB, nor while yields give the CPU to somebody else).
     pub fn receive_timeout(&self, timeout: Duration) -> Result<Option<Sample<'_>>, ChannelError> {
         let deadline = later(Instant::now(), timeout);
         let mut spun = self.spin.is_zero();

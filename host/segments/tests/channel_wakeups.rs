@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 
 use resmem::{Config, Overflow, Publisher, Subscriber};
 
+mod common;
+use common::unique_prefix;
+
 const SAMPLES: u64 = 8_000;
+const BURST: u64 = 32;
 
 /// The tests pin threads to one CPU: one at a time, or each would see the other's threads.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-const BURST: u64 = 32;
 
 /// Pins the calling thread to `cpu`.
 fn pin(cpu: usize) {
@@ -60,10 +63,27 @@ fn sleeps() -> i64 {
     usage.ru_nvcsw
 }
 
+/// Sends a 64-byte sample that starts with `value`.
+fn send_stamp(publisher: &Publisher, value: u64) {
+    let layout = Layout::from_size_align(64, 8).expect("layout");
+    let mut sample = publisher.loan(layout).expect("loan");
+    sample.payload_mut()[..8].copy_from_slice(&value.to_le_bytes());
+    sample.send().expect("send");
+}
+
+/// The value the next sample starts with (waiting up to 10 s for it).
+fn receive_stamp(subscriber: &Subscriber) -> u64 {
+    let sample = subscriber
+        .receive_timeout(Duration::from_secs(10))
+        .expect("receive")
+        .expect("a sample within 10 s");
+    u64::from_le_bytes(sample.payload()[..8].try_into().expect("8 bytes"))
+}
+
 #[test]
 fn a_subscriber_sharing_its_cpu_with_the_publisher_is_not_woken_per_sample() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    let config = Config::default().prefix(&format!("rmwk{}_", std::process::id()));
+    let config = Config::default().prefix(&unique_prefix());
     let cpu = some_cpu();
     let publisher = Publisher::builder("cpu-shared")
         .config(&config)
@@ -81,15 +101,11 @@ fn a_subscriber_sharing_its_cpu_with_the_publisher_is_not_woken_per_sample() {
         let mut expected = 0u64;
         while expected < SAMPLES {
             let before = sleeps();
-            let sample = subscriber
-                .receive_timeout(Duration::from_secs(10))
-                .expect("receive")
-                .expect("a sample within 10 s");
+            let seq = receive_stamp(&subscriber);
             // The first wait is an idle one (on the socket), before the stream runs.
             if expected > 0 {
                 slept += sleeps() - before;
             }
-            let seq = u64::from_le_bytes(sample.payload()[..8].try_into().expect("8 bytes"));
             assert_eq!(seq, expected, "samples out of order");
             expected += 1;
         }
@@ -97,10 +113,7 @@ fn a_subscriber_sharing_its_cpu_with_the_publisher_is_not_woken_per_sample() {
     });
     pin(cpu);
     for seq in 0..SAMPLES {
-        let layout = Layout::from_size_align(64, 8).expect("layout");
-        let mut sample = publisher.loan(layout).expect("loan");
-        sample.payload_mut()[..8].copy_from_slice(&seq.to_le_bytes());
-        sample.send().expect("send");
+        send_stamp(&publisher, seq);
         // Samples come in bursts, as from a network: the publisher sleeps between them.
         if seq % BURST == BURST - 1 {
             std::thread::sleep(Duration::from_micros(50));
@@ -117,7 +130,7 @@ fn a_subscriber_sharing_its_cpu_with_the_publisher_is_not_woken_per_sample() {
 #[test]
 fn a_subscriber_sharing_its_cpu_with_a_hog_is_still_woken_at_once() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    let config = Config::default().prefix(&format!("rmwh{}_", std::process::id()));
+    let config = Config::default().prefix(&unique_prefix());
     let cpu = some_cpu();
     let publisher = Publisher::builder("cpu-hogged")
         .config(&config)
@@ -143,22 +156,14 @@ fn a_subscriber_sharing_its_cpu_with_a_hog_is_still_woken_at_once() {
         pin(cpu);
         let mut delays = Vec::new();
         for _ in 0..SENT {
-            let sample = subscriber
-                .receive_timeout(Duration::from_secs(10))
-                .expect("receive")
-                .expect("a sample within 10 s");
-            let sent = u64::from_le_bytes(sample.payload()[..8].try_into().expect("8 bytes"));
+            let sent = receive_stamp(&subscriber);
             delays.push(base.elapsed().as_nanos() as u64 - sent);
         }
         delays
     });
     pin(cpu);
     for _ in 0..SENT {
-        let layout = Layout::from_size_align(64, 8).expect("layout");
-        let mut sample = publisher.loan(layout).expect("loan");
-        let now = base.elapsed().as_nanos() as u64;
-        sample.payload_mut()[..8].copy_from_slice(&now.to_le_bytes());
-        sample.send().expect("send");
+        send_stamp(&publisher, base.elapsed().as_nanos() as u64);
         // Often enough to keep the subscriber hot, rarely enough that each sample waits.
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -114,6 +114,12 @@ impl Drop for WaiterGuard<'_> {
 /// The waker's side of the handshake: after publishing its change, whether anybody waits.
 pub(crate) fn anybody_waiting(counter: &AtomicU32) -> bool {
     fence(Ordering::SeqCst);
+    anybody_waiting_fenced(counter)
+}
+
+/// [`anybody_waiting`] for a waker that has fenced (SeqCst) since its change already, e.g.
+/// once for all the bells and sockets it looks at.
+pub(crate) fn anybody_waiting_fenced(counter: &AtomicU32) -> bool {
     counter.load(Ordering::Relaxed) != 0
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::layout::{Control, Facts, SLOT_ACTIVE, SLOT_LEFT};
-use super::notify::{Notifier, WaiterGuard};
+use super::notify::{Notifier, WaiterGuard, anybody_waiting_fenced};
 use super::queue::Pop;
 use super::{ChannelError, Overflow, coarse_now_ms, later, names, unpack};
 use crate::backend::Mapping;
@@ -266,13 +266,7 @@ impl Subscriber {
         // `wait_for_subscribers`).
         std::sync::atomic::fence(Ordering::SeqCst);
         self.control.publisher_bell().ring_fenced();
-        if self
-            .control
-            .header()
-            .live
-            .publisher_waiters
-            .load(Ordering::Relaxed)
-            != 0
+        if anybody_waiting_fenced(&self.control.header().live.publisher_waiters)
             && let Some(address) = &self.publisher_address
         {
             self.notifier.wake(address);
@@ -316,7 +310,7 @@ impl Subscriber {
                 let queue = self.control.submission(self.k);
                 if self
                     .yielding
-                    .round(|| !queue.is_empty(), || queue.len_hint())
+                    .round(|| self.has_samples(), || queue.len_hint())
                 {
                     continue;
                 }

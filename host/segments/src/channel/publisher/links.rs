@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::super::freed::Freed;
 use super::super::layout::{SLOT_ACTIVE, SLOT_FREE};
-use super::super::notify::address;
+use super::super::notify::{address, anybody_waiting_fenced};
 use super::super::records::Release;
 use super::super::{Overflow, PROBE_INTERVAL, coarse_now_ms, names, pack};
 use super::{Publisher, State};
@@ -353,8 +353,7 @@ impl Publisher {
         for &k in &state.attached {
             let conn = &state.subs[k];
             self.control.data_bell(k).ring_fenced();
-            let waiters = &self.control.slot(k).control.waiters;
-            if waiters.load(Ordering::Relaxed) != 0
+            if anybody_waiting_fenced(&self.control.slot(k).control.waiters)
                 && let Some(address) = &conn.address
             {
                 self.notifier.wake(address);

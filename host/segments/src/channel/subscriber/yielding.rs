@@ -92,7 +92,17 @@ impl Yielding {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    /// An `arrived` that counts its calls in `asked` and says yes from call `yes_at` on.
+    fn counting(asked: &Cell<usize>, yes_at: usize) -> impl Fn() -> bool + '_ {
+        move || {
+            asked.set(asked.get() + 1);
+            asked.get() >= yes_at
+        }
+    }
 
     #[test]
     fn a_window_that_brought_too_little_turns_yields_off() {
@@ -107,15 +117,8 @@ mod tests {
         // 2.5 ms for 2 samples: off, and the next round does not yield.
         yielding.weigh(Duration::from_micros(1500), 1);
         assert!(yielding.off_until_ms.load(Ordering::Relaxed) > coarse_now_ms());
-        let asked = std::cell::Cell::new(0);
-        let came = yielding.round(
-            || {
-                asked.set(asked.get() + 1);
-                false
-            },
-            || 0,
-        );
-        assert!(!came);
+        let asked = Cell::new(0);
+        assert!(!yielding.round(counting(&asked, usize::MAX), || 0));
         assert_eq!(asked.get(), 0, "no yield while off");
     }
 
@@ -123,15 +126,8 @@ mod tests {
     fn no_yield_after_a_large_sample() {
         let yielding = Yielding::default();
         yielding.taken(LARGE + 1);
-        let asked = std::cell::Cell::new(0);
-        let came = yielding.round(
-            || {
-                asked.set(asked.get() + 1);
-                false
-            },
-            || 1,
-        );
-        assert!(!came);
+        let asked = Cell::new(0);
+        assert!(!yielding.round(counting(&asked, usize::MAX), || 1));
         assert_eq!(asked.get(), 0);
         yielding.taken(LARGE);
         assert!(yielding.round(|| false, || 1));
@@ -140,25 +136,11 @@ mod tests {
     #[test]
     fn a_round_yields_until_samples_arrive() {
         let yielding = Yielding::default();
-        let asked = std::cell::Cell::new(0);
-        let came = yielding.round(
-            || {
-                asked.set(asked.get() + 1);
-                asked.get() >= 3
-            },
-            || 5,
-        );
-        assert!(came);
+        let asked = Cell::new(0);
+        assert!(yielding.round(counting(&asked, 3), || 5));
         assert_eq!(asked.get(), 3);
-        let asked = std::cell::Cell::new(0);
-        let came = yielding.round(
-            || {
-                asked.set(asked.get() + 1);
-                false
-            },
-            || 0,
-        );
-        assert!(!came);
+        let asked = Cell::new(0);
+        assert!(!yielding.round(counting(&asked, usize::MAX), || 0));
         assert_eq!(asked.get(), YIELDS as usize);
     }
 }

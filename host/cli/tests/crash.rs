@@ -315,10 +315,20 @@ fn owners_killed_mid_allocation_are_stale_gc_and_reclaim() {
     assert_eq!(view.header_info().owner_pid, std::process::id());
     assert!(view.is_owner_alive());
     drop(view);
+    // Segment 0 comes with the first allocation: nothing of the stale memory's is left.
+    assert_eq!(
+        objects(&format!("{prefix}a__")),
+        [format!("{prefix}a__mgmt")],
+        "only the new memory's objects"
+    );
+    let first = reclaimed
+        .allocate(std::alloc::Layout::new::<u8>())
+        .expect("the reclaimed memory allocates");
+    assert_eq!(first.offset.segment_id().value(), 0);
     assert_eq!(
         objects(&format!("{prefix}a__")),
         [format!("{prefix}a__0"), format!("{prefix}a__mgmt")],
-        "only the new memory's objects"
+        "a fresh segment 0"
     );
 
     // `gc` removes the one stale memory left, and names it.

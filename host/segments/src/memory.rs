@@ -2,9 +2,10 @@
 //! everything when dropped.
 //!
 //! `builder` creates it, `alloc` is the allocate/deallocate core, `segment` the lifecycle of
-//! one data segment, `chunk` the RAII chunk and `teardown` what a dropped owner removes.
+//! one data segment, `first` segment 0 (planned at creation, made by the first allocation),
+//! `chunk` the RAII chunk and `teardown` what a dropped owner removes.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::allocator::AllocatorKind;
@@ -16,18 +17,21 @@ use crate::{AllocationStrategy, Config, PointerOffset, SegmentBudget, SegmentId,
 mod alloc;
 mod builder;
 mod chunk;
+mod first;
 mod segment;
 mod teardown;
 
 pub use builder::MemoryBuilder;
 pub use chunk::Chunk;
-use segment::OwnerSegment;
+use segment::{OwnerSegment, Planned};
 
 /// What only growers touch, under the grow lock.
 #[derive(Debug)]
 struct GrowState {
     next_sequence: u64,
     newest: SegmentId,
+    /// Segment 0 while it is only planned: checked and paid for, its OS object not made.
+    first: Option<Planned>,
 }
 
 /// The owner of a resizable shared memory.
@@ -42,9 +46,11 @@ pub struct Memory {
     config: Config,
     mgmt: Mapping,
     slots: Box<[SlotCell<OwnerSegment>]>,
-    /// Id of the segment new chunks come from; always a live slot.
+    /// Id of the segment new chunks come from; a live slot, or 0 while `first_planned`.
     current: AtomicU32,
     grow: Mutex<GrowState>,
+    /// Whether segment 0 is still only planned (`GrowState::first`).
+    first_planned: AtomicBool,
     strategy: AllocationStrategy,
     allocator: AllocatorKind,
     budget: Option<Arc<dyn SegmentBudget>>,
@@ -90,9 +96,11 @@ impl Memory {
         self.allocator
     }
 
-    /// Number of segments currently mapped by the owner.
+    /// Number of segments alive: mapped by the owner, or segment 0 before the first
+    /// allocation makes its OS object.
     pub fn number_of_active_segments(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_occupied()).count()
+        let planned = usize::from(self.first_planned.load(Ordering::Acquire));
+        planned + self.slots.iter().filter(|s| s.is_occupied()).count()
     }
 
     /// The segment new chunks are taken from.
@@ -114,7 +122,9 @@ impl Memory {
     pub fn bucket_size(&self, id: SegmentId) -> usize {
         let slot = &self.slots[id.index()];
         if !slot.pin() {
-            return 0;
+            return self
+                .with_planned(id, |planned| planned.allocator.max_chunk_size())
+                .unwrap_or(0);
         }
         // SAFETY: pinned above.
         let size = unsafe { slot.get() }.allocator.max_chunk_size();

@@ -12,7 +12,8 @@
 //! * `growth`: an allocation that must create a new segment (ns per allocation);
 //! * `first_mapping`: a view's first translation of an offset in a segment it has not
 //!   mapped yet (ns per mapping);
-//! * `owner_create`: creating a memory (ns per create);
+//! * `owner_create`: creating a memory, optionally with its first 64 B allocation, so that
+//!   an owner that makes segment 0 lazily is also compared on the whole cost (ns per create);
 //! * `view_open`: opening a view with zero timeout (ns per open);
 //! * `first_write_64mib`: the first write pass and then a warm write pass over a freshly
 //!   allocated 64 MiB chunk (ns per byte each).
@@ -306,8 +307,8 @@ pub fn first_mapping(samples: usize) -> Vec<f64> {
     out
 }
 
-/// Creating a memory (64 B x 1024, `PowerOfTwo`); ns per create.
-pub fn owner_create(samples: usize) -> Vec<f64> {
+/// Creating a memory, and with `allocate` also its first 64 B allocation; ns per create.
+pub fn owner_create(samples: usize, allocate: bool) -> Vec<f64> {
     let mut out = Vec::with_capacity(samples);
     for _ in 0..samples {
         let name = unique_name();
@@ -316,10 +317,19 @@ pub fn owner_create(samples: usize) -> Vec<f64> {
             .max_chunk_layout_hint(CHUNK_64)
             .max_number_of_chunks_hint(1024)
             .allocation_strategy(AllocationStrategy::PowerOfTwo)
-            .create();
+            .create()
+            .expect("iceoryx2 DynamicMemory::create failed");
+        let ptr = allocate.then(|| {
+            black_box(&memory)
+                .allocate(CHUNK_64)
+                .expect("iceoryx2 allocate of 64 B failed")
+        });
         let elapsed = start.elapsed();
-        let memory = memory.expect("iceoryx2 DynamicMemory::create failed");
         out.push(ns_per(elapsed, 1));
+        if let Some(ptr) = ptr {
+            // SAFETY: `ptr` was just returned by `memory.allocate(CHUNK_64)`, freed once.
+            unsafe { memory.deallocate(ptr, CHUNK_64) };
+        }
         drop(memory);
     }
     out

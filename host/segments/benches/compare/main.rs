@@ -82,8 +82,15 @@ fn main() {
             "create an owner",
             "ns",
             0.3,
-            &iceoryx2_anchor::owner_create(slow),
-            &resmem_side::owner_create(slow),
+            &iceoryx2_anchor::owner_create(slow, false),
+            &resmem_side::owner_create(slow, false),
+        ),
+        row(
+            "create an owner + first allocation",
+            "ns",
+            1.0,
+            &iceoryx2_anchor::owner_create(slow, true),
+            &resmem_side::owner_create(slow, true),
         ),
         row(
             "open a view",

@@ -166,20 +166,31 @@ pub fn first_mapping(samples: usize) -> Vec<f64> {
     result
 }
 
-pub fn owner_create(samples: usize) -> Vec<f64> {
+pub fn owner_create(samples: usize, allocate: bool) -> Vec<f64> {
     let config = config();
     per_setup(
         samples,
         |_| Memory::builder(&unique_name()).config(&config),
         |builder| {
-            builder
+            let memory = builder
                 .clone()
                 .max_chunk_layout_hint(CHUNK_64)
                 .max_number_of_chunks_hint(1024)
                 .allocation_strategy(AllocationStrategy::PowerOfTwo)
                 .create()
+                .expect("create");
+            let chunk = allocate.then(|| {
+                black_box(&memory)
+                    .allocate(CHUNK_64)
+                    .expect("allocate 64 B")
+            });
+            (memory, chunk)
         },
-        |_, memory| drop(memory.expect("create")),
+        |_, (memory, chunk)| {
+            if let Some(chunk) = chunk {
+                free(&memory, chunk);
+            }
+        },
     )
 }
 

@@ -39,8 +39,11 @@ impl Memory {
             let id = self.current.load(Ordering::Acquire) as usize;
             let slot = &self.slots[id];
             if !slot.pin_live() {
-                // A grower just replaced the current segment; read it again.
-                std::hint::spin_loop();
+                // Segment 0 is only planned (made here, by the first allocation), or a grower
+                // just replaced the current segment; read it again.
+                if !self.make_first_segment()? {
+                    std::hint::spin_loop();
+                }
                 continue;
             }
             // SAFETY: pinned above.
@@ -180,7 +183,13 @@ impl Memory {
     pub(crate) fn try_deallocate_owned(&self, offset: PointerOffset) -> Result<(), DeallocError> {
         let slot = &self.slots[offset.segment_id().index()];
         if !slot.pin() {
-            return Err(DeallocError::InvalidOffset);
+            // A planned segment 0 holds no chunk: its allocator names the error exactly.
+            return Err(self
+                .with_planned(offset.segment_id(), |planned| {
+                    planned.allocator.deallocate(offset.offset()).err()
+                })
+                .flatten()
+                .unwrap_or(DeallocError::InvalidOffset));
         }
         // SAFETY: pinned above.
         let segment = unsafe { slot.get() };

@@ -1,7 +1,7 @@
 //! Configuring and creating a memory: the management object, its header and segment 0.
 
 use std::alloc::Layout;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::allocator::AllocatorKind;
@@ -26,6 +26,7 @@ pub struct MemoryBuilder {
     allocator: AllocatorKind,
     budget: Option<Arc<dyn SegmentBudget>>,
     reclaim_stale: bool,
+    eager: bool,
 }
 
 /// How often `create` with `reclaim_stale` removes a stale memory and tries again before it
@@ -44,6 +45,7 @@ impl MemoryBuilder {
             allocator: AllocatorKind::default(),
             budget: None,
             reclaim_stale: false,
+            eager: false,
         }
     }
 
@@ -84,6 +86,14 @@ impl MemoryBuilder {
         self
     }
 
+    /// Makes segment 0's OS object in `create` instead of in the first allocation, so that an
+    /// OS failure (e.g. `/dev/shm` full) surfaces there. Hints and the budget are checked by
+    /// `create` either way, and [`Config::prefault`] always makes it eagerly. Default: off.
+    pub fn eager_first_segment(mut self, eager: bool) -> Self {
+        self.eager = eager;
+        self
+    }
+
     /// When the name is taken by a *stale* memory (its owner died without removing it),
     /// remove that memory and create this one in its place. A live owner's name is never
     /// taken: the owner lock decides (see [`remove_stale`](crate::remove_stale)), so of two
@@ -94,9 +104,11 @@ impl MemoryBuilder {
         self
     }
 
-    /// Creates the management segment and segment 0. Fails with `AlreadyExists` if the name is
-    /// taken, also by a crashed owner's leftovers unless [`MemoryBuilder::reclaim_stale`] is
-    /// set.
+    /// Creates the management segment and plans segment 0: its layout is checked and its
+    /// bytes are reserved from the budget now, its OS object is made by the first allocation
+    /// (or now, see [`MemoryBuilder::eager_first_segment`]). Fails with `AlreadyExists` if the
+    /// name is taken, also by a crashed owner's leftovers unless
+    /// [`MemoryBuilder::reclaim_stale`] is set.
     pub fn create(self) -> Result<Memory, CreateError> {
         if !self.reclaim_stale {
             return self.create_once();
@@ -160,7 +172,9 @@ impl MemoryBuilder {
             grow: Mutex::new(GrowState {
                 next_sequence: 1,
                 newest: SegmentId::new(0),
+                first: None,
             }),
+            first_planned: AtomicBool::new(false),
             strategy: self.strategy,
             allocator: self.allocator,
             budget: self.budget,
@@ -177,27 +191,51 @@ impl MemoryBuilder {
             memory.allocator,
             memory.strategy,
         );
+        // Segment 0 is checked and paid for now; its OS object is made now only when its
+        // pages are to be prefaulted, otherwise by the first allocation (see `first`).
+        let planned = memory.plan_segment(layout).map_err(create_error)?;
         let id = SegmentId::new(0);
-        let segment = memory.create_segment(id, 0, layout).map_err(|e| match e {
-            SegmentError::Alloc(
-                AllocError::SizeTooLarge | AllocError::ExceedsMaxSupportedAlignment,
-            ) => CreateError::InvalidHint,
-            SegmentError::Alloc(AllocError::QuotaExceeded) => CreateError::QuotaExceeded,
-            SegmentError::Os(e) => CreateError::InternalError(e),
-            // Segment 0's name now belongs to another memory (`remove` handed ours on).
-            SegmentError::Alloc(_) => {
-                CreateError::InternalError(OsError::unexplained("creating segment 0"))
-            }
-        })?;
-        if memory.slots[0].install(segment, false, 0).is_err() {
-            return Err(CreateError::InternalError(OsError::unexplained(
-                "installing segment 0",
-            )));
-        }
+        // Published now either way: a view validates the current segment's record at open.
+        // Until the object exists no offset in it has been handed out.
         header.slot(id).publish(0, &layout);
+        if memory.config.get_prefault() || self.eager {
+            let (mapping, os_name) = match memory.map_planned(id, 0, &planned) {
+                Ok(made) => made,
+                Err(e) => {
+                    memory.release_budget(planned.total);
+                    return Err(create_error(e));
+                }
+            };
+            let segment = planned.into_segment(id, 0, mapping, os_name);
+            memory.install_first(segment).map_err(|_| {
+                CreateError::InternalError(OsError::unexplained("installing segment 0"))
+            })?;
+        } else {
+            memory
+                .grow
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .first = Some(planned);
+            memory.first_planned.store(true, Ordering::Release);
+        }
         header.set_current(id);
         header.set_ready();
         Ok(memory)
+    }
+}
+
+/// What `create` reports for a segment 0 that could not be planned or made.
+fn create_error(e: SegmentError) -> CreateError {
+    match e {
+        SegmentError::Alloc(
+            AllocError::SizeTooLarge | AllocError::ExceedsMaxSupportedAlignment,
+        ) => CreateError::InvalidHint,
+        SegmentError::Alloc(AllocError::QuotaExceeded) => CreateError::QuotaExceeded,
+        SegmentError::Os(e) => CreateError::InternalError(e),
+        // Segment 0's name now belongs to another memory (`remove` handed ours on).
+        SegmentError::Alloc(_) => {
+            CreateError::InternalError(OsError::unexplained("creating segment 0"))
+        }
     }
 }
 

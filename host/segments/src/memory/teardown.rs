@@ -6,6 +6,7 @@ use crate::slot::SlotCell;
 
 impl Drop for Memory {
     fn drop(&mut self) {
+        self.drop_plan();
         let segments: Vec<OwnerSegment> =
             self.slots.iter_mut().filter_map(SlotCell::take).collect();
         // The mappings go away with `segments`, abandoned or not: give their bytes back, or a

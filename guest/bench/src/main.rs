@@ -7,6 +7,8 @@
 //! - `method`: `memory.allocation-strategy`, a resource method whose host side is a handle
 //!   lookup (the floor of every `memory` call);
 //! - `pair-64`: `allocate` + `deallocate` of a 64-byte chunk;
+//! - `pair-64-batch`: the same pair in batches of 64 (`allocate-many` of 64 chunks, then one
+//!   `deallocate-many` when the SDK's `Chunks` drops); ns per chunk;
 //! - `write-<n>` / `read-<n>`: `write` / `read` of `n` = 64, 4096, 1 MiB, 64 MiB bytes at the
 //!   start of a 64 MiB chunk (a `read` includes the guest allocating and freeing the returned
 //!   list);
@@ -59,6 +61,8 @@ use resmem::memory::bench_support::noop;
 
 /// The pair workload's chunk: the same layout as the native comparison bench.
 const SMALL: Layout = Layout::new(64, 8);
+/// Chunks per `allocate-many` in `pair-64-batch`.
+const BATCH: u32 = 64;
 /// The write/read sizes.
 const SIZES: [u64; 4] = [64, 4096, 1 << 20, 64 << 20];
 /// The window sizes.
@@ -93,11 +97,12 @@ fn main() {
     let iters = |base: u64| ((base as f64 * scale) as u64).max(1);
     let named = |name: &str| only.iter().any(|o| o == name);
     let selected = |name: &str| (only.is_empty() && !NAMED_ONLY.contains(&name)) || named(name);
-    let report = |name: &str, iters: u64, op: &mut dyn FnMut()| {
+    let report_per = |name: &str, iters: u64, per: u64, op: &mut dyn FnMut()| {
         if selected(name) {
-            measure(name, samples, iters, op);
+            measure(name, samples, iters, per, op);
         }
     };
+    let report = |name: &str, iters: u64, op: &mut dyn FnMut()| report_per(name, iters, 1, op);
 
     report("noop", iters(200_000), &mut noop);
     report("wall-clock", iters(200_000), &mut || {
@@ -131,6 +136,17 @@ fn main() {
             .deallocate(black_box(chunk.into_offset()))
             .expect("deallocate 64 B");
     });
+    report_per(
+        "pair-64-batch",
+        (iters(100_000) / u64::from(BATCH)).max(1),
+        u64::from(BATCH),
+        &mut || {
+            let chunks = pairs
+                .allocate_many(SMALL, BATCH)
+                .expect("allocate 64 x 64 B");
+            drop(black_box(chunks));
+        },
+    );
 
     let largest = SIZES[SIZES.len() - 1];
     let io = Memory::create(
@@ -221,7 +237,9 @@ fn first_map(samples: usize) {
 
 /// Warm-up, then `samples` timed loops of `iters` calls; prints the median ns per call.
 /// (`op` is called through a vtable: one indirect call, ~1 ns, on every workload alike.)
-fn measure(name: &str, samples: usize, iters: u64, op: &mut dyn FnMut()) {
+/// Prints the median over `samples` loops of `iters` calls of `op`, in ns per call divided by
+/// `per` (the operations one call does).
+fn measure(name: &str, samples: usize, iters: u64, per: u64, op: &mut dyn FnMut()) {
     for _ in 0..iters.min(1000) {
         op();
     }
@@ -231,7 +249,7 @@ fn measure(name: &str, samples: usize, iters: u64, op: &mut dyn FnMut()) {
             for _ in 0..iters {
                 op();
             }
-            start.elapsed().as_nanos() as f64 / iters as f64
+            start.elapsed().as_nanos() as f64 / (iters * per) as f64
         })
         .collect();
     per_op.sort_by(f64::total_cmp);

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use resmem_guest::{
-    AccessMode, AllocationStrategy, ContentPlacement, Error, Layout, Memory, MemoryConfig, Offset,
-    View, exists, remove,
+    AccessMode, AllocationStrategy, Chunk, ContentPlacement, Error, Layout, Memory, MemoryConfig,
+    Offset, View, exists, remove,
 };
 
 /// Every case, in output order, with the error it should produce.
@@ -46,6 +46,10 @@ const CASES: &[(&str, &str)] = &[
     ("quota-read-4gib", "quota-exceeded"),
     ("static-full", "out-of-memory"),
     ("max-reallocations", "max-reallocations-reached"),
+    ("batch-deallocate-twice", "invalid-offset"),
+    ("batch-deallocate-forged", "invalid-offset"),
+    ("batch-quota", "quota-exceeded"),
+    ("batch-static-full", "out-of-memory"),
 ];
 
 /// Upper bound of the memories `quota-too-many-memories` creates before giving up.
@@ -203,6 +207,21 @@ fn main() {
     // max-reallocations-reached
     r.case("max-reallocations", max_reallocations());
 
+    // batches: refused as a whole, and then nothing changed
+    r.case(
+        "batch-deallocate-twice",
+        batch_refused(&memory, |offsets| vec![offsets[0], offsets[1], offsets[0]]),
+    );
+    r.case(
+        "batch-deallocate-forged",
+        batch_refused(&memory, |offsets| vec![offsets[0], forged, offsets[1]]),
+    );
+    r.case(
+        "batch-quota",
+        memory.allocate_many(Layout::new(64, 8), u32::MAX),
+    );
+    r.case("batch-static-full", batch_static_full());
+
     for (name, _) in CASES {
         assert!(r.ran.contains(name), "case {name} did not run");
     }
@@ -216,6 +235,68 @@ fn fill(memory: &Memory) -> Result<(), Error> {
         chunks.push(memory.allocate(Layout::new(64, 8))?);
     }
     Ok(())
+}
+
+/// Allocates 3 chunks in one batch, writes each, and asks to return the list `pick` makes of
+/// their offsets in one batch: the host's refusal, if it refused and then every chunk is still
+/// allocated with its bytes; otherwise an `io` error saying what went wrong.
+fn batch_refused(memory: &Memory, pick: impl Fn(&[Offset]) -> Vec<Offset>) -> Result<(), Error> {
+    let offsets = memory.allocate_many(Layout::new(64, 8), 3)?.into_offsets();
+    let broken = |what: String| Err(Error::Io(format!("after a refused batch: {what}")));
+    for (i, &offset) in offsets.iter().enumerate() {
+        memory.as_raw().write(offset.into(), 0, &[i as u8 + 1])?;
+    }
+    let refusal = match memory.deallocate_many(&pick(&offsets)) {
+        Ok(()) => return broken("the batch was accepted".to_owned()),
+        Err(e) => e,
+    };
+    for (i, &offset) in offsets.iter().enumerate() {
+        match memory.as_raw().read(offset.into(), 0, 1) {
+            Ok(byte) if byte == [i as u8 + 1] => {}
+            other => return broken(format!("chunk {i} reads {other:?}")),
+        }
+    }
+    if let Err(e) = memory.deallocate_many(&offsets) {
+        return broken(format!("returning the chunks failed: {e}"));
+    }
+    Err(refusal)
+}
+
+/// Asks a static memory for more chunks than it holds in one batch: the host's refusal, if it
+/// refused and left the memory empty (a full batch of what fits succeeds afterwards).
+fn batch_static_full() -> Result<(), Error> {
+    let memory = Memory::create(
+        "errors-static-batch",
+        MemoryConfig::new(Layout::new(64, 8), 2, AllocationStrategy::Static),
+    )?;
+    let refusal = match memory.allocate_many(Layout::new(64, 8), 10_000) {
+        Ok(_) => {
+            return Err(Error::Io(
+                "10000 chunks from a static memory of 2".to_owned(),
+            ));
+        }
+        Err(e) => e,
+    };
+    let mut fits = 0;
+    while memory
+        .allocate(Layout::new(64, 8))
+        .map(Chunk::into_offset)
+        .is_ok()
+    {
+        fits += 1;
+    }
+    // Everything the loop took is given back with the memory; a fresh one must serve a batch
+    // of exactly that many.
+    drop(memory);
+    let memory = Memory::create(
+        "errors-static-batch",
+        MemoryConfig::new(Layout::new(64, 8), 2, AllocationStrategy::Static),
+    )?;
+    match memory.allocate_many(Layout::new(64, 8), fits) {
+        Ok(chunks) if chunks.len() == fits as usize && fits >= 2 => Err(refusal),
+        Ok(chunks) => Err(Error::Io(format!("{} of {fits} chunks", chunks.len()))),
+        Err(e) => Err(Error::Io(format!("a batch of the {fits} that fit: {e}"))),
+    }
 }
 
 /// Creates memories until the host refuses one; all of them are removed on return.

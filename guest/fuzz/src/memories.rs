@@ -84,6 +84,9 @@ impl Fuzz {
         if self.live_chunks() >= MAX_CHUNKS {
             return self.deallocate();
         }
+        if self.rng.chance(20) {
+            return self.allocate_batch(m);
+        }
         let layout = self.layout();
         let result = self.memories[m].raw.allocate(layout);
         let offset = match self.note(result) {
@@ -132,6 +135,9 @@ impl Fuzz {
         let Some(packed) = self.chunk_of(m) else {
             return;
         };
+        if self.rng.chance(20) {
+            return self.deallocate_batch(m);
+        }
         let offset = unpack(packed);
         let result = self.memories[m].raw.deallocate(offset);
         self.must("deallocate", result);
@@ -139,6 +145,82 @@ impl Fuzz {
         self.memories[m].freed.push(offset);
         let again = self.memories[m].raw.deallocate(offset);
         self.must_fail("double deallocate", &["invalid-offset"], again);
+    }
+
+    /// `allocate-many` of up to 16 chunks: each one checked and admitted like a single
+    /// allocation; a static memory that cannot serve them all serves none.
+    fn allocate_batch(&mut self, m: usize) {
+        let room = MAX_CHUNKS.saturating_sub(self.live_chunks()) as u64;
+        let count = self.rng.below(room.min(16) + 1) as u32;
+        let layout = self.layout();
+        let result = self.memories[m].raw.allocate_many(layout, count);
+        let offsets = match self.note(result) {
+            Ok(offsets) => offsets,
+            Err(Error::OutOfMemory)
+                if self.memories[m].raw.allocation_strategy() == AllocationStrategy::Static =>
+            {
+                return;
+            }
+            Err(e) => self.fail(&format!("allocate-many {count} x {layout:?}: {e:?}")),
+        };
+        if offsets.len() != count as usize {
+            self.fail(&format!("allocate-many {count} gave {}", offsets.len()));
+        }
+        for offset in offsets {
+            self.admit(m, offset, layout);
+        }
+    }
+
+    /// `deallocate-many` of some of a memory's chunks; now and then with a freed, forged or
+    /// repeated offset among them, which must fail it whole (every chunk stays, bytes intact).
+    fn deallocate_batch(&mut self, m: usize) {
+        let live: Vec<u64> = self.memories[m].chunks.keys().copied().collect();
+        let mut batch: Vec<u64> = live
+            .iter()
+            .copied()
+            .filter(|_| self.rng.chance(50))
+            .collect();
+        let spoiled = !batch.is_empty() && self.rng.chance(25);
+        if spoiled {
+            let bad = match self.rng.below(3) {
+                0 => batch[0],
+                1 => match self.memories[m].freed.last() {
+                    Some(&freed) if !self.memories[m].chunks.contains_key(&pack(freed)) => {
+                        pack(freed)
+                    }
+                    _ => batch[0],
+                },
+                _ => pack(PointerOffset {
+                    segment: 255,
+                    offset: self.rng.below(1 << 20),
+                }),
+            };
+            let at = self.rng.below(batch.len() as u64 + 1) as usize;
+            batch.insert(at, bad);
+        }
+        let offsets: Vec<PointerOffset> = batch.iter().map(|&p| unpack(p)).collect();
+        let result = self.memories[m].raw.deallocate_many(&offsets);
+        if spoiled {
+            self.must_fail(
+                "deallocate-many with a bad offset",
+                &["invalid-offset"],
+                result,
+            );
+            if let Some(&packed) = live.first() {
+                let size = self.memories[m].chunks[&packed].size;
+                let read = self.memories[m].raw.read(unpack(packed), 0, size);
+                let bytes = self.must("read after a refused deallocate-many", read);
+                if bytes != self.memories[m].chunks[&packed].data {
+                    self.fail("a refused deallocate-many changed a chunk");
+                }
+            }
+            return;
+        }
+        self.must("deallocate-many", result);
+        for packed in batch {
+            self.memories[m].chunks.remove(&packed);
+            self.memories[m].freed.push(unpack(packed));
+        }
     }
 
     pub(super) fn grow(&mut self) {

@@ -38,6 +38,7 @@
 //! bindings for the imports; see [`bindings`].
 
 pub mod channel;
+mod chunks;
 mod error;
 pub mod frame;
 mod memory;
@@ -46,6 +47,7 @@ pub mod pattern;
 mod view;
 pub mod window;
 
+pub use chunks::Chunks;
 pub use error::{Error, Result};
 pub use memory::{Chunk, Memory, exists, list, remove};
 pub use offset::Offset;

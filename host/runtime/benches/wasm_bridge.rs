@@ -56,6 +56,8 @@ const SMALL: Layout = match Layout::from_size_align(64, 8) {
 const SIZES: [usize; 4] = [64, 4096, 1 << 20, 64 << 20];
 const WINDOW_SIZES: [usize; 3] = [4096, 1 << 20, 64 << 20];
 const MIB: usize = 1 << 20;
+/// Chunks per `allocate-many` in `pair-64-batch` (as the bench guest's).
+const BATCH: u64 = 64;
 const LARGEST: usize = 64 << 20;
 
 fn scale() -> f64 {
@@ -324,6 +326,11 @@ fn run_host_fn(scale: f64) -> Result<BTreeMap<String, f64>> {
         ok(state.deallocate(borrow(&pairs), black_box(offset)));
     });
     results.insert("pair-64".to_owned(), ns);
+    let ns = per_call((iters(100_000, scale) / BATCH).max(1), || {
+        let offsets = ok(state.allocate_many(borrow(&pairs), small, BATCH as u32));
+        ok(state.deallocate_many(borrow(&pairs), black_box(offsets)));
+    }) / BATCH as f64;
+    results.insert("pair-64-batch".to_owned(), ns);
     HostMemory::drop(&mut state, pairs)?;
 
     let big = WitLayout {
@@ -406,7 +413,12 @@ fn main() -> Result<()> {
         median_of_rounds(&host_fn),
     );
 
-    let mut rows = vec!["noop".to_owned(), "method".to_owned(), "pair-64".to_owned()];
+    let mut rows = vec![
+        "noop".to_owned(),
+        "method".to_owned(),
+        "pair-64".to_owned(),
+        "pair-64-batch".to_owned(),
+    ];
     for size in SIZES {
         rows.push(format!("write-{size}"));
     }
@@ -435,8 +447,10 @@ fn main() -> Result<()> {
     let dash = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     for name in &rows {
         let g = get(&guest, name)?;
+        // The batched pair's anchor is the native pair, per chunk.
+        let native_name = name.strip_prefix("win-").unwrap_or(name);
         let n = native
-            .get(name.strip_prefix("win-").unwrap_or(name))
+            .get(native_name.strip_suffix("-batch").unwrap_or(native_name))
             .copied();
         let ratio = n.map_or_else(|| "-".to_owned(), |n| format!("{:.2}x", g / n));
         let native_ns = dash(n);
@@ -465,6 +479,11 @@ fn main() -> Result<()> {
     println!(
         "  guest pair <= 2*noop + 1.5*native pair:  {pair:.1} <= 2*{noop:.1} + 1.5*{native_pair:.1} = {limit:.1} ns?  {}",
         yes_no(pair <= limit),
+    );
+    let batch = get(&guest, "pair-64-batch")?;
+    println!(
+        "  batched guest pair (allocate-many/deallocate-many of 64) per chunk <= the same:  {batch:.1} <= {limit:.1} ns?  {}",
+        yes_no(batch <= limit),
     );
     let method = get(&guest, "method")?;
     println!(

@@ -9,13 +9,18 @@ use resmem::{Memory, View};
 
 use crate::window::GuestSegments;
 
+/// Records keyed by packed offsets, on every call's path: foldhash instead of std's SipHash.
+/// Only the host inserts keys (offsets it handed out or registered), so a guest cannot flood
+/// one bucket; the seed is random per map all the same.
+pub(crate) type OffsetMap<V> = HashMap<u64, V, foldhash::fast::RandomState>;
+
 /// A memory owned by a guest, with every chunk it holds (packed offset → layout): the host
 /// bounds `read`/`write` to a chunk and frees chunks without trusting the guest's layout.
 #[derive(Debug)]
 pub struct GuestMemory {
     pub(crate) segments: GuestSegments,
     pub(crate) memory: Memory,
-    pub(crate) chunks: HashMap<u64, Layout>,
+    pub(crate) chunks: OffsetMap<Layout>,
 }
 
 impl Drop for GuestMemory {
@@ -40,7 +45,7 @@ pub(crate) struct Registration {
 pub struct GuestView {
     pub(crate) segments: GuestSegments,
     pub(crate) view: View,
-    pub(crate) registered: HashMap<u64, Registration>,
+    pub(crate) registered: OffsetMap<Registration>,
     /// Registrations per segment id: a segment leaves the window with its last one.
     pub(crate) per_segment: Box<[u32; 256]>,
 }
@@ -88,7 +93,7 @@ mod tests {
         let mut guest = GuestMemory {
             segments: GuestSegments::new(Arc::clone(&window)),
             memory,
-            chunks: HashMap::from([(chunk.offset.as_u64(), layout)]),
+            chunks: OffsetMap::from_iter([(chunk.offset.as_u64(), layout)]),
         };
         let start = guest.segments.map(id.value(), &region).expect("mapped");
         assert_eq!(u64::from(start), window.heap_cap());

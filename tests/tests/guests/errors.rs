@@ -36,6 +36,10 @@ pub(crate) const ERROR_CASES: &[(&str, &str)] = &[
     ("quota-read-4gib", "quota-exceeded"),
     ("static-full", "out-of-memory"),
     ("max-reallocations", "max-reallocations-reached"),
+    ("batch-deallocate-twice", "invalid-offset"),
+    ("batch-deallocate-forged", "invalid-offset"),
+    ("batch-quota", "quota-exceeded"),
+    ("batch-static-full", "out-of-memory"),
 ];
 
 /// Every case of the WIT `error` variant.

@@ -14,6 +14,7 @@ fn bench(host: &Arc<GuestHost>) {
             "1",
             "noop",
             "pair-64",
+            "pair-64-batch",
             "wall-clock",
             "chan-receive-empty",
             "chan-cycle-64",
@@ -41,6 +42,7 @@ fn bench(host: &Arc<GuestHost>) {
             "chan-cycle-64",
             "chan-cycle-map-64",
             "pair-64",
+            "pair-64-batch",
             "done"
         ]
     );

@@ -112,6 +112,111 @@ impl HostMemory for ResmemCtxView<'_> {
         Ok(if faulted { Err(truncated()) } else { Ok(()) })
     }
 
+    fn allocate_many(
+        &mut self,
+        this: Resource<GuestMemory>,
+        layout: WitLayout,
+        count: u32,
+    ) -> Outcome<Vec<WitOffset>> {
+        let layout = match self.check_chunk_layout(layout) {
+            Ok(layout) => layout,
+            Err(e) => return Ok(Err(e)),
+        };
+        let max = self.ctx.policy.quotas().live_chunks;
+        if self.ctx.usage.chunks.saturating_add(u64::from(count)) > max {
+            return Ok(Err(Error::QuotaExceeded(format!(
+                "{max} live chunks ({} live, {count} asked for)",
+                self.ctx.usage.chunks
+            ))));
+        }
+        let count = count as usize;
+        let guest = self.table.get_mut(&this)?;
+        // Room first, so that recording the chunks below cannot fail half-way; the quota
+        // bounds `count`.
+        let mut offsets = Vec::new();
+        if offsets.try_reserve_exact(count).is_err() || guest.chunks.try_reserve(count).is_err() {
+            return Ok(Err(Error::OutOfMemory));
+        }
+        let memory = &guest.memory;
+        let (allocated, faulted) = sigbus::shielded(|| {
+            for _ in 0..count {
+                match memory.allocate(layout) {
+                    Ok(chunk) => offsets.push(chunk.offset),
+                    Err(e) => {
+                        for &offset in &offsets {
+                            // SAFETY: allocated just above with `layout`, returned once, and
+                            // never handed to the guest or used by the host.
+                            unsafe { memory.deallocate(offset, layout) };
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = allocated {
+            guest.sweep_window();
+            return Ok(Err(convert::alloc_error(e)));
+        }
+        // Recorded even after a fault, so the memory frees them like any other chunk.
+        for offset in &offsets {
+            guest.chunks.insert(offset.as_u64(), layout);
+        }
+        guest.sweep_window();
+        self.ctx.usage.chunks += count as u64;
+        if faulted {
+            return Ok(Err(truncated()));
+        }
+        Ok(Ok(offsets
+            .into_iter()
+            .map(convert::to_wit_offset)
+            .collect()))
+    }
+
+    fn deallocate_many(
+        &mut self,
+        this: Resource<GuestMemory>,
+        offsets: Vec<WitOffset>,
+    ) -> Outcome<()> {
+        let guest = self.table.get_mut(&this)?;
+        let mut taken = Vec::new();
+        if taken.try_reserve_exact(offsets.len()).is_err() {
+            return Ok(Err(Error::OutOfMemory));
+        }
+        // Out of the records one by one, so an offset listed twice is not found the second
+        // time; on any refusal the records get back what was taken and nothing is freed.
+        for &offset in &offsets {
+            let found = convert::offset(offset).and_then(|offset| {
+                guest
+                    .chunks
+                    .remove(&offset.as_u64())
+                    .map(|layout| (offset, layout))
+                    .ok_or_else(|| not_a_chunk(offset))
+            });
+            match found {
+                Ok(chunk) => taken.push(chunk),
+                Err(e) => {
+                    for (offset, layout) in taken {
+                        guest.chunks.insert(offset.as_u64(), layout);
+                    }
+                    return Ok(Err(e));
+                }
+            }
+        }
+        let memory = &guest.memory;
+        let ((), faulted) = sigbus::shielded(|| {
+            for &(offset, layout) in &taken {
+                // SAFETY: each chunk was handed out by this memory with `layout` and is
+                // returned once (just removed from the guest's records, which held it once);
+                // the host keeps no pointer into it.
+                unsafe { memory.deallocate(offset, layout) };
+            }
+        });
+        guest.sweep_window();
+        self.ctx.usage.chunks -= taken.len() as u64;
+        Ok(if faulted { Err(truncated()) } else { Ok(()) })
+    }
+
     fn grow(
         &mut self,
         this: Resource<GuestMemory>,

@@ -10,6 +10,7 @@
 //! then 15 samples; median ns per operation) and prints `bench <name> <ns>`:
 //!
 //! - `pair-64`: `memory.allocate` + `memory.deallocate` of 64 B;
+//! - `pair-64-batch`: the same in batches of 64 (`allocate-many`, `deallocate-many`), per chunk;
 //! - `write-<n>` / `read-<n>`: `memory.write` / `memory.read` of `n` bytes into / out of a
 //!   1 MiB chunk (a read includes the guest receiving the returned list).
 //!
@@ -34,8 +35,9 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::cli::OutputFile;
 
 const SAMPLES: usize = 15;
-const WORKLOADS: [&str; 7] = [
+const WORKLOADS: [&str; 8] = [
     "pair-64",
+    "pair-64-batch",
     "write-64",
     "read-64",
     "write-4096",

@@ -1,8 +1,9 @@
 // JavaScript bench guest (componentize-js, world `command` in ../wit): `bench [scale]
 // [samples]` times, from inside the guest (performance.now), what a JavaScript guest pays per
 // operation across the component boundary, in the format of the Rust bench guest: lines
-// `bench <name> <median ns per op>` for pair-64 (allocate + deallocate of 64 bytes) and
-// write-/read-<n> for n = 64, 4096, 1048576, then `done`.
+// `bench <name> <median ns per op>` for pair-64 (allocate + deallocate of 64 bytes),
+// pair-64-batch (the same in batches of 64, per chunk) and write-/read-<n> for n = 64, 4096,
+// 1048576, then `done`.
 import { Memory } from 'resmem:memory/resizable-memory@0.1.0';
 import { getArguments } from 'wasi:cli/environment@0.2.0';
 
@@ -33,6 +34,10 @@ function bench(scale, samples) {
   const small = { size: 64n, align: 8n };
   measure('pair-64', samples, iters(2000), (n) => {
     for (let i = 0; i < n; i++) pairs.deallocate(pairs.allocate(small));
+  });
+  // n is a multiple of 64: n chunks in batches of 64, ns per chunk.
+  measure('pair-64-batch', samples, Math.max(1, iters(2000) >> 6) << 6, (n) => {
+    for (let i = 0; i < n >> 6; i++) pairs.deallocateMany(pairs.allocateMany(small, 64));
   });
   const io = Memory.create('bench-io', config);
   const chunk = io.allocate({ size: 1n << 20n, align: 8n });

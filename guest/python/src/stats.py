@@ -145,6 +145,13 @@ def bench(scale, samples):
             pairs.deallocate(pairs.allocate(small))
 
     measure("pair-64", samples, iters(2000), pair)
+
+    def pair_batch(n):
+        # n is a multiple of 64: n chunks in batches of 64, ns per chunk.
+        for _ in range(n // 64):
+            pairs.deallocate_many(pairs.allocate_many(small, 64))
+
+    measure("pair-64-batch", samples, max(1, iters(2000) // 64) * 64, pair_batch)
     io = rm.Memory.create("bench-io", config)
     chunk = io.allocate(t.Layout(size=1 << 20, align=8))
     for size, base in ((64, 4000), (4096, 2000), (1 << 20, 20)):

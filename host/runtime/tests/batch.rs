@@ -186,7 +186,9 @@ fn a_refused_return_frees_nothing() {
             offset: offsets[6].offset + 1,
         },
     ];
-    for refused in [&twice[..], &not_ours, &forged, &unaligned] {
+    // All eight and one of them again: longer than what the guest holds.
+    let too_many: Vec<WitOffset> = offsets.iter().copied().chain([offsets[7]]).collect();
+    for refused in [&twice[..], &not_ours, &forged, &unaligned, &too_many] {
         assert!(
             matches!(
                 guest.deallocate_many(memory, refused),

@@ -179,6 +179,15 @@ impl HostMemory for ResmemCtxView<'_> {
         offsets: Vec<WitOffset>,
     ) -> Outcome<()> {
         let guest = self.table.get_mut(&this)?;
+        // More offsets than chunks held: one is foreign or repeated. Refused before any work
+        // or allocation, so a long list costs the host nothing beyond its lifting.
+        if offsets.len() > guest.chunks.len() {
+            return Ok(Err(Error::InvalidOffset(format!(
+                "{} offsets, but the guest holds {} chunks of this memory",
+                offsets.len(),
+                guest.chunks.len()
+            ))));
+        }
         let mut taken = Vec::new();
         if taken.try_reserve_exact(offsets.len()).is_err() {
             return Ok(Err(Error::OutOfMemory));

@@ -55,6 +55,20 @@ impl ResmemCtxView<'_> {
     }
 }
 
+impl ResmemCtxView<'_> {
+    /// Refuses `count` more chunks when they would take the guest past its live-chunk quota.
+    fn check_live_chunks(&self, count: u64) -> Result<(), Error> {
+        let max = self.ctx.policy.quotas().live_chunks;
+        let live = self.ctx.usage.chunks;
+        if live.saturating_add(count) > max {
+            return Err(Error::QuotaExceeded(format!(
+                "{max} live chunks ({live} live, {count} asked for)"
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl HostMemory for ResmemCtxView<'_> {
     fn create(&mut self, name: String, config: MemoryConfig) -> Outcome<Resource<GuestMemory>> {
         let memory = match self.create_memory(&name, config) {
@@ -75,9 +89,8 @@ impl HostMemory for ResmemCtxView<'_> {
             Ok(layout) => layout,
             Err(e) => return Ok(Err(e)),
         };
-        let max = self.ctx.policy.quotas().live_chunks;
-        if self.ctx.usage.chunks >= max {
-            return Ok(Err(Error::QuotaExceeded(format!("{max} live chunks"))));
+        if let Err(e) = self.check_live_chunks(1) {
+            return Ok(Err(e));
         }
         let guest = self.table.get_mut(&this)?;
         let (allocated, faulted) = sigbus::shielded(|| guest.memory.allocate(layout));
@@ -104,10 +117,7 @@ impl HostMemory for ResmemCtxView<'_> {
         let Some(layout) = guest.chunks.remove(&offset.as_u64()) else {
             return Ok(Err(not_a_chunk(offset)));
         };
-        // SAFETY: the chunk was handed out by this memory with `layout` and is returned once
-        // (it was just removed from the guest's records); the host keeps no pointer into it.
-        let ((), faulted) = sigbus::shielded(|| unsafe { guest.memory.deallocate(offset, layout) });
-        guest.sweep_window();
+        let faulted = guest.free_taken(&[(offset, layout)]);
         self.ctx.usage.chunks -= 1;
         Ok(if faulted { Err(truncated()) } else { Ok(()) })
     }
@@ -122,12 +132,8 @@ impl HostMemory for ResmemCtxView<'_> {
             Ok(layout) => layout,
             Err(e) => return Ok(Err(e)),
         };
-        let max = self.ctx.policy.quotas().live_chunks;
-        if self.ctx.usage.chunks.saturating_add(u64::from(count)) > max {
-            return Ok(Err(Error::QuotaExceeded(format!(
-                "{max} live chunks ({} live, {count} asked for)",
-                self.ctx.usage.chunks
-            ))));
+        if let Err(e) = self.check_live_chunks(u64::from(count)) {
+            return Ok(Err(e));
         }
         let count = count as usize;
         let guest = self.table.get_mut(&this)?;
@@ -212,16 +218,7 @@ impl HostMemory for ResmemCtxView<'_> {
                 }
             }
         }
-        let memory = &guest.memory;
-        let ((), faulted) = sigbus::shielded(|| {
-            for &(offset, layout) in &taken {
-                // SAFETY: each chunk was handed out by this memory with `layout` and is
-                // returned once (just removed from the guest's records, which held it once);
-                // the host keeps no pointer into it.
-                unsafe { memory.deallocate(offset, layout) };
-            }
-        });
-        guest.sweep_window();
+        let faulted = guest.free_taken(&taken);
         self.ctx.usage.chunks -= taken.len() as u64;
         Ok(if faulted { Err(truncated()) } else { Ok(()) })
     }
@@ -368,6 +365,22 @@ impl GuestMemory {
         self.segments
             .check(offset.segment_id().value(), region.sequence())?;
         Ok((offset, region))
+    }
+
+    /// Frees chunks just taken out of the guest's records and takes released segments out of
+    /// the window; whether a truncated page faulted meanwhile.
+    fn free_taken(&mut self, taken: &[(resmem::PointerOffset, std::alloc::Layout)]) -> bool {
+        let memory = &self.memory;
+        let ((), faulted) = sigbus::shielded(|| {
+            for &(offset, layout) in taken {
+                // SAFETY: each chunk was handed out by this memory with `layout` and is
+                // returned once (the caller just removed it from the guest's records, which
+                // held it once); the host keeps no pointer into it.
+                unsafe { memory.deallocate(offset, layout) };
+            }
+        });
+        self.sweep_window();
+        faulted
     }
 
     /// `memory.map`: the chunk's guest address in the window.
